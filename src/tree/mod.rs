@@ -1,0 +1,1 @@
+//! The versioned data tree (pure): paths, nodes, stats, ACL evaluation, txns.
