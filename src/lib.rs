@@ -5,11 +5,16 @@
 //! - [`config`]  zoo.cfg + myid parsing and validation.
 //! - [`proto`]   jute codec, records, opcodes, error codes (pure).
 //! - [`tree`]    the immutable, structurally shared data tree; txn prep and apply (pure).
-//! - [`session`] session table, timeouts and expiry driven by ticks (pure).
-//! - [`watch`]   per-shard watch registry and event fan-out (pure).
+//! - [`session`] session table, timeouts and expiry driven by the caller's clock (pure).
+//! - [`watch`]   a shard's watch registry and who a change notifies (pure).
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
-//! - [`ops`]     four-letter words and server statistics.
+//! - [`ops`]     four-letter words.
 
+pub mod config;
 pub mod limits;
+pub mod ops;
 pub mod proto;
+pub mod server;
+pub mod session;
 pub mod tree;
+pub mod watch;

@@ -15,3 +15,45 @@ pub const SESSION_PASSWD_BYTES: usize = 16;
 pub const MULTI_OPS_MAX: usize = 10_000;
 /// Entries in one vector field (ACL list, setWatches path lists, ...).
 pub const VECTOR_LEN_MAX: usize = 1 << 20;
+
+/// Default requests one connection may have in flight before the server stops
+/// reading its socket (backpressure).
+pub const OUTSTANDING_PER_CONNECTION_DEFAULT: u32 = 1000;
+/// Largest configurable per-connection outstanding count.
+pub const OUTSTANDING_PER_CONNECTION_CAP: u32 = 100_000;
+/// Largest configurable `globalOutstandingLimit`.
+pub const GLOBAL_OUTSTANDING_CAP: u32 = 1_000_000;
+/// Most shard executors a server runs.
+pub const SHARDS_MAX: usize = 256;
+
+/// Bytes read from a socket per read call (the receive buffer grows to a frame).
+pub const RECV_CHUNK_BYTES: usize = 64 << 10;
+/// When a connection's unsent replies exceed this, the server stops reading
+/// that connection's requests until the client drains them.
+pub const SEND_BUFFER_HIGH_WATER_BYTES: usize = 4 << 20;
+/// A connection whose unsent bytes (replies plus watch events) exceed this is
+/// closed: the client is not reading and the server will not buffer without bound.
+pub const SEND_BUFFER_HARD_CAP_BYTES: usize = 128 << 20;
+
+/// Capacity of each shard -> pipeline channel (messages).
+pub const TO_PIPELINE_CHANNEL_CAP: usize = 4096;
+/// Capacity of the pipeline -> shard channel (commit notices and control).
+pub const TO_SHARD_CHANNEL_CAP: usize = 1024;
+/// Most write requests the pipeline takes into one batch (one log append, one
+/// publish); ZooKeeper's `zookeeper.maxBatchSize` plays the same role.
+pub const BATCH_REQUESTS_MAX: usize = 1000;
+/// Most txn bytes in one batch.
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
+/// Session ids a shard reports as active in one touch message.
+pub const TOUCH_BATCH_MAX: usize = 65536;
+/// Txns the in-memory log stage retains (for diagnostics until the durable log lands).
+pub const MEMORY_LOG_TXNS_MAX: usize = 4096;
+/// Nodes the container/TTL reaper deletes per pass.
+pub const REAP_PER_PASS_MAX: usize = 1000;
+/// Live sessions the server holds; new sessions beyond it are refused.
+pub const SESSIONS_MAX: usize = 1 << 20;
+
+const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_CAP);
+const _: () = assert!(SEND_BUFFER_HIGH_WATER_BYTES < SEND_BUFFER_HARD_CAP_BYTES);
+const _: () = assert!(FRAME_BYTES_MAX_CAP < SEND_BUFFER_HARD_CAP_BYTES);
+const _: () = assert!(OUTSTANDING_PER_CONNECTION_DEFAULT <= OUTSTANDING_PER_CONNECTION_CAP);

@@ -45,6 +45,46 @@ impl ErrorCode {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The code for a wire value; `None` for numbers ZooKeeper does not define.
+    pub fn from_code(code: i32) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        const ALL: [ErrorCode; 32] = [
+            Ok,
+            SystemError,
+            RuntimeInconsistency,
+            DataInconsistency,
+            ConnectionLoss,
+            MarshallingError,
+            Unimplemented,
+            OperationTimeout,
+            BadArguments,
+            UnknownSession,
+            NewConfigNoQuorum,
+            ReconfigInProgress,
+            ApiError,
+            NoNode,
+            NoAuth,
+            BadVersion,
+            NoChildrenForEphemerals,
+            NodeExists,
+            NotEmpty,
+            SessionExpired,
+            InvalidCallback,
+            InvalidAcl,
+            AuthFailed,
+            SessionMoved,
+            NotReadOnly,
+            EphemeralOnLocalSession,
+            NoWatcher,
+            RequestTimeout,
+            ReconfigDisabled,
+            SessionClosedRequireSaslAuth,
+            QuotaExceeded,
+            ThrottledOp,
+        ];
+        ALL.into_iter().find(|c| c.code() == code)
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -203,7 +243,10 @@ impl CreateMode {
         )
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_ttl(self) -> bool {
         matches!(
@@ -231,6 +274,24 @@ pub enum EventType {
     DataWatchRemoved = 5,
     ChildWatchRemoved = 6,
     PersistentWatchRemoved = 7,
+}
+
+impl EventType {
+    /// The event type for a wire value; `None` for unknown numbers.
+    pub fn from_code(code: i32) -> Option<EventType> {
+        use EventType::*;
+        Some(match code {
+            -1 => None,
+            1 => NodeCreated,
+            2 => NodeDeleted,
+            3 => NodeDataChanged,
+            4 => NodeChildrenChanged,
+            5 => DataWatchRemoved,
+            6 => ChildWatchRemoved,
+            7 => PersistentWatchRemoved,
+            _ => return Option::None,
+        })
+    }
 }
 
 /// Keeper states (`Watcher.Event.KeeperState`).

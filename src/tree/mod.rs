@@ -1,1 +1,392 @@
 //! The versioned data tree (pure): paths, nodes, stats, ACL evaluation, txns.
+//!
+//! One pipeline thread owns the *working* [`DataTree`]: for each write it
+//! calls [`DataTree::prep`] (validate against the newest state, resolve
+//! sequential names, check ACLs and versions -> a [`TxnOp`]) and later
+//! [`DataTree::apply`] (mutate, return the result and watch events).
+//! Cloning a tree is O(1) (persistent maps of `Arc`ed nodes), so the
+//! pipeline publishes clones to reader threads, which only ever read them.
+//! `apply` does no ACL checks and depends only on (tree, header, op), so
+//! WAL recovery can replay logged txns with it.
+
+pub mod acl;
+mod apply;
+pub mod node;
+pub mod path;
+mod prep;
+pub mod txn;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::proto::{Acl, ErrorCode, Stat};
+
+pub use acl::{check_acl, digest, fix_acl, AuthInfo};
+pub use node::{Node, NodeKind};
+pub use path::{basename, parent, validate_path, validate_path_sequential};
+pub use prep::{CreateReq, PrepOptions, WriteReq};
+pub use txn::{CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
+
+/// Paths ZooKeeper creates itself and never lets a client delete.
+pub const ZOOKEEPER_PATH: &str = "/zookeeper";
+pub const QUOTA_PATH: &str = "/zookeeper/quota";
+pub const CONFIG_PATH: &str = "/zookeeper/config";
+
+type NodeMap = imbl::HashMap<Arc<str>, Arc<Node>>;
+type PathSet = imbl::OrdSet<Arc<str>>;
+
+#[derive(Clone, Debug)]
+pub struct DataTree {
+    nodes: NodeMap,
+    /// Session id -> paths of its ephemerals (no entry once empty).
+    ephemerals: imbl::HashMap<i64, PathSet>,
+    containers: PathSet,
+    ttls: PathSet,
+    ephemeral_count: usize,
+    /// ZooKeeper's approximate data size: sum of path length + data length.
+    data_bytes: i64,
+    last_zxid: i64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new()
+    }
+}
+
+impl DataTree {
+    /// The tree of a fresh ZooKeeper: "/", "/zookeeper", "/zookeeper/quota"
+    /// (all world:anyone ALL, zero stats) and "/zookeeper/config"
+    /// (world:anyone READ, aversion -1 as ZooKeeper's addConfigNode leaves it).
+    pub fn new() -> DataTree {
+        let mut tree = DataTree {
+            nodes: NodeMap::new(),
+            ephemerals: imbl::HashMap::new(),
+            containers: PathSet::new(),
+            ttls: PathSet::new(),
+            ephemeral_count: 0,
+            data_bytes: 0,
+            last_zxid: 0,
+        };
+        let open: Arc<[Acl]> = Acl::open_unsafe().into();
+        tree.insert_system_node(path::ROOT, open.clone(), Stat::default());
+        tree.insert_system_node(ZOOKEEPER_PATH, open.clone(), Stat::default());
+        tree.insert_system_node(QUOTA_PATH, open, Stat::default());
+        let config_stat = Stat {
+            aversion: -1,
+            ..Stat::default()
+        };
+        tree.insert_system_node(CONFIG_PATH, Acl::read_unsafe().into(), config_stat);
+        tree
+    }
+
+    fn insert_system_node(&mut self, node_path: &str, acl: Arc<[Acl]>, stat: Stat) {
+        let node = Node {
+            data: Bytes::new(),
+            stat,
+            acl,
+            children: node::Children::new(),
+        };
+        self.data_bytes += path::java_len(node_path);
+        self.nodes.insert(node_path.into(), Arc::new(node));
+        if node_path != path::ROOT {
+            self.link_child(path::parent(node_path), path::basename(node_path));
+        }
+    }
+
+    fn link_child(&mut self, parent_path: &str, name: &str) {
+        let parent = self.node_mut(parent_path).expect("parent exists");
+        parent.children.insert(name.into());
+        parent.stat.num_children = parent.children.len() as i32;
+    }
+
+    /// Copy-on-write access to a node (clones it only if a published
+    /// version still shares it).
+    fn node_mut(&mut self, node_path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(node_path).map(Arc::make_mut)
+    }
+
+    /// Sets `/zookeeper/config` as ZooKeeper's quorum start-up does
+    /// (`initConfigInZKDatabase`): data, version -1, mzxid = config version.
+    pub fn init_config_node(&mut self, data: Bytes, config_version: i64, time_ms: i64) {
+        let node = self.node_mut(CONFIG_PATH).expect("config node exists");
+        let old_len = node.data.len() as i64;
+        node.stat.data_length = data.len() as i32;
+        node.stat.version = -1;
+        node.stat.mzxid = config_version;
+        node.stat.mtime = time_ms;
+        let new_len = data.len() as i64;
+        node.data = data;
+        self.data_bytes += new_len - old_len;
+    }
+
+    // ----- reads -----
+
+    /// The node at `path`. Like ZooKeeper, "" is an alias of the root.
+    pub fn get(&self, node_path: &str) -> Option<&Node> {
+        let key = if node_path.is_empty() {
+            path::ROOT
+        } else {
+            node_path
+        };
+        self.nodes.get(key).map(|node| &**node)
+    }
+
+    /// A shared handle to the node, for holding it beyond a borrow.
+    pub fn get_arc(&self, node_path: &str) -> Option<Arc<Node>> {
+        let key = if node_path.is_empty() {
+            path::ROOT
+        } else {
+            node_path
+        };
+        self.nodes.get(key).cloned()
+    }
+
+    pub fn contains(&self, node_path: &str) -> bool {
+        self.get(node_path).is_some()
+    }
+
+    /// Child names of `path`, sorted; None if the node does not exist.
+    pub fn children(&self, node_path: &str) -> Option<impl Iterator<Item = &str> + '_> {
+        self.get(node_path)
+            .map(|node| node.children.iter().map(|name| &**name))
+    }
+
+    /// getEphemerals: the session's ephemeral paths starting with `prefix`
+    /// (a blank prefix or "/" means all), sorted.
+    pub fn ephemerals_of(&self, session_id: i64, prefix: &str) -> Vec<String> {
+        let Some(paths) = self.ephemerals.get(&session_id) else {
+            return Vec::new();
+        };
+        let all = prefix.trim().is_empty() || prefix.trim() == path::ROOT;
+        paths
+            .iter()
+            .filter(|p| all || p.starts_with(prefix))
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// getAllChildrenNumber: all descendants of `path` (not the node itself).
+    pub fn all_children_number(&self, node_path: &str) -> Option<usize> {
+        self.get(node_path)?;
+        if node_path == path::ROOT || node_path.is_empty() {
+            return Some(self.nodes.len() - 1);
+        }
+        let mut count = 0;
+        let mut stack = vec![node_path.to_string()];
+        while let Some(current) = stack.pop() {
+            let node = self.get(&current).expect("children are linked to nodes");
+            count += node.children.len();
+            for name in node.children.iter() {
+                stack.push(format!("{current}/{name}"));
+            }
+        }
+        Some(count)
+    }
+
+    /// Number of znodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The node count ZooKeeper reports (srvr "Node count", mntr
+    /// zk_znode_count): its map also holds "" as an alias of the root.
+    pub fn zk_node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemeral_count
+    }
+
+    /// Sum over nodes of path length (UTF-16 units) + data bytes, as
+    /// ZooKeeper's `approximateDataSize`.
+    pub fn approximate_data_bytes(&self) -> i64 {
+        self.data_bytes
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Sessions that own at least one ephemeral, sorted.
+    pub fn ephemeral_sessions(&self) -> Vec<i64> {
+        let mut sessions: Vec<i64> = self.ephemerals.keys().copied().collect();
+        sessions.sort_unstable();
+        sessions
+    }
+
+    /// Every (path, node), in no particular order (snapshots, dumps).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> + '_ {
+        self.nodes.iter().map(|(p, n)| (&**p, &**n))
+    }
+
+    /// Paths the container reaper should delete (ZooKeeper's
+    /// ContainerManager): containers that once had a child (cversion > 0)
+    /// and have none now; TTL nodes without children whose mtime is more
+    /// than their TTL ago. Sorted, at most `limit`.
+    pub fn expired_containers_and_ttls(&self, now_ms: i64, limit: usize) -> Vec<String> {
+        let expired_container = |node: &Node| node.children.is_empty() && node.stat.cversion > 0;
+        let expired_ttl = |node: &Node| match node.kind() {
+            NodeKind::Ttl { ttl_ms } => {
+                node.children.is_empty() && ttl_ms != 0 && now_ms - node.stat.mtime > ttl_ms
+            }
+            _ => false,
+        };
+        let containers = self
+            .containers
+            .iter()
+            .filter(|p| expired_container(self.node(p)));
+        let ttls = self.ttls.iter().filter(|p| expired_ttl(self.node(p)));
+        containers
+            .chain(ttls)
+            .take(limit)
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// Walks the whole tree and asserts every invariant the counters and
+    /// indexes rely on. O(nodes): for tests and consistency checks.
+    pub fn assert_invariants(&self) {
+        let mut data_bytes = 0;
+        let mut ephemeral_count = 0;
+        for (node_path, node) in self.iter() {
+            node.assert_consistent();
+            data_bytes += path::java_len(node_path) + node.data.len() as i64;
+            for name in node.children.iter() {
+                let child = match node_path {
+                    path::ROOT => format!("/{name}"),
+                    _ => format!("{node_path}/{name}"),
+                };
+                assert!(
+                    self.nodes.contains_key(child.as_str()),
+                    "child {child} exists"
+                );
+            }
+            if node_path != path::ROOT {
+                let parent = self.get(path::parent(node_path)).expect("parent exists");
+                assert!(parent.children.contains(path::basename(node_path)));
+            }
+            match node.kind() {
+                NodeKind::Persistent => {}
+                NodeKind::Container => assert!(self.containers.contains(node_path)),
+                NodeKind::Ttl { .. } => assert!(self.ttls.contains(node_path)),
+                NodeKind::Ephemeral(session_id) => {
+                    ephemeral_count += 1;
+                    assert!(self.ephemerals[&session_id].contains(node_path));
+                }
+            }
+        }
+        assert_eq!(data_bytes, self.data_bytes);
+        assert_eq!(ephemeral_count, self.ephemeral_count);
+        let indexed: usize = self.ephemerals.values().map(|paths| paths.len()).sum();
+        assert_eq!(indexed, self.ephemeral_count);
+    }
+
+    /// A node the indexes say exists.
+    fn node(&self, node_path: &str) -> &Node {
+        self.nodes.get(node_path).expect("indexed node exists")
+    }
+
+    // ----- recovery -----
+
+    /// Snapshot loading: inserts a node with its persisted stat (parents
+    /// first). An existing node (the built-in ones) keeps its children.
+    pub fn restore_node(
+        &mut self,
+        node_path: &str,
+        data: Bytes,
+        acl: Vec<Acl>,
+        stat: Stat,
+    ) -> Result<(), ErrorCode> {
+        validate_path(node_path)?;
+        let data_len = data.len() as i64;
+        if let Some(node) = self.node_mut(node_path) {
+            let old_len = node.data.len() as i64;
+            node.stat = Stat {
+                num_children: node.stat.num_children,
+                data_length: data.len() as i32,
+                ..stat
+            };
+            node.data = data;
+            node.acl = acl.into();
+            self.data_bytes += data_len - old_len;
+            return Ok(());
+        }
+        if !self.contains(path::parent(node_path)) {
+            return Err(ErrorCode::NoNode);
+        }
+        let node = Node {
+            stat: Stat {
+                num_children: 0,
+                data_length: data.len() as i32,
+                ..stat
+            },
+            data,
+            acl: acl.into(),
+            children: node::Children::new(),
+        };
+        self.insert_node(node_path.into(), node);
+        Ok(())
+    }
+
+    /// After a snapshot and replay: the zxid the tree reflects.
+    pub fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+
+    /// Inserts a new node under its (existing) parent and indexes it.
+    fn insert_node(&mut self, node_path: Arc<str>, node: Node) {
+        assert!(node.children.is_empty());
+        self.link_child(path::parent(&node_path), path::basename(&node_path));
+        self.data_bytes += path::java_len(&node_path) + node.data.len() as i64;
+        self.index_owner(&node_path, node.kind());
+        let previous = self.nodes.insert(node_path, Arc::new(node));
+        assert!(previous.is_none(), "insert_node on an existing path");
+    }
+
+    fn index_owner(&mut self, node_path: &Arc<str>, kind: NodeKind) {
+        match kind {
+            NodeKind::Persistent => {}
+            NodeKind::Container => {
+                self.containers.insert(node_path.clone());
+            }
+            NodeKind::Ttl { .. } => {
+                self.ttls.insert(node_path.clone());
+            }
+            NodeKind::Ephemeral(session_id) => {
+                let paths = self.ephemerals.entry(session_id).or_default();
+                if paths.insert(node_path.clone()).is_none() {
+                    self.ephemeral_count += 1;
+                }
+            }
+        }
+    }
+
+    fn unindex_owner(&mut self, node_path: &str, kind: NodeKind) {
+        match kind {
+            NodeKind::Persistent => {}
+            NodeKind::Container => {
+                self.containers.remove(node_path);
+            }
+            NodeKind::Ttl { .. } => {
+                self.ttls.remove(node_path);
+            }
+            NodeKind::Ephemeral(session_id) => {
+                let Some(paths) = self.ephemerals.get_mut(&session_id) else {
+                    return;
+                };
+                if paths.remove(node_path).is_some() {
+                    self.ephemeral_count -= 1;
+                }
+                if paths.is_empty() {
+                    self.ephemerals.remove(&session_id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! zoo.cfg and `dataDir/myid` parsing and validation.
+//!
+//! The file format is ZooKeeper's: `key=value` lines, `#` comments, blank lines.
+//! Keys we implement are parsed and range-checked; keys ZooKeeper knows but we
+//! do not use yet are accepted with one warning each (real configs carry SSL,
+//! SASL and JVM keys); a line that is not `key=value`, or a bad value for a key
+//! we use, stops startup with the file, line number and reason.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}: {reason}")]
+    Line {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("{file}: {reason}")]
+    File { file: String, reason: String },
+}
+
+/// Which four-letter words may run (`4lw.commands.whitelist`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FourLetterWhitelist {
+    All,
+    Only(HashSet<String>),
+}
+
+impl FourLetterWhitelist {
+    pub fn allows(&self, word: &str) -> bool {
+        match self {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Only(set) => set.contains(word),
+        }
+    }
+}
+
+/// One `server.N=host:quorumPort:electionPort[:role][;[addr:]clientPort]` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+    pub client_port: Option<u16>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub tick_time_ms: u32,
+    pub init_limit_ticks: u32,
+    pub sync_limit_ticks: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_address: IpAddr,
+    /// Connections per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    pub global_outstanding_limit: u32,
+    pub snap_count: u64,
+    pub pre_alloc_size_kb: u64,
+    pub autopurge_snap_retain_count: u32,
+    pub autopurge_purge_interval_hours: u32,
+    pub force_sync: bool,
+    /// `jute.maxbuffer`: largest frame accepted from a client.
+    pub frame_bytes_max: usize,
+    pub four_letter_whitelist: FourLetterWhitelist,
+    pub extended_types_enabled: bool,
+    /// `DigestAuthenticationProvider.superDigest` = `super:<base64 sha1>`.
+    pub super_digest: Option<String>,
+    /// Container/TTL reaper period (`znode.container.checkIntervalMs`).
+    pub container_check_interval_ms: u64,
+    /// Shard executors serving clients (`ferrokeeper.shards`); 0 = one per core.
+    pub shard_count: usize,
+    /// Requests one connection may have in flight (`ferrokeeper.maxOutstandingPerConnection`).
+    pub outstanding_per_connection_max: u32,
+    pub servers: Vec<ServerSpec>,
+    pub my_id: Option<u64>,
+    /// One line per accepted-but-unused key, logged at startup.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    /// The embedded standalone default: 127.0.0.1:2181, data under ./data.
+    fn default() -> Self {
+        let tick_time_ms = 2000;
+        Config {
+            tick_time_ms,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            data_dir: PathBuf::from("data"),
+            data_log_dir: PathBuf::from("data"),
+            client_port: 2181,
+            client_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_client_cnxns: 60,
+            min_session_timeout_ms: 2 * tick_time_ms,
+            max_session_timeout_ms: 20 * tick_time_ms,
+            global_outstanding_limit: 1000,
+            snap_count: 100_000,
+            pre_alloc_size_kb: 65536,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_hours: 0,
+            force_sync: true,
+            frame_bytes_max: limits::FRAME_BYTES_MAX_DEFAULT,
+            four_letter_whitelist: FourLetterWhitelist::Only(["srvr".to_string()].into()),
+            extended_types_enabled: false,
+            super_digest: None,
+            container_check_interval_ms: 60_000,
+            shard_count: 0,
+            outstanding_per_connection_max: limits::OUTSTANDING_PER_CONNECTION_DEFAULT,
+            servers: Vec::new(),
+            my_id: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Keys ZooKeeper knows that we accept and ignore (with one warning each).
+const IGNORED_KEYS: &[&str] = &[
+    "secureClientPort",
+    "secureClientPortAddress",
+    "serverCnxnFactory",
+    "clientCnxnSocket",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "peerType",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "maxCnxns",
+    "skipACL",
+    "syncEnabled",
+    "dynamicConfigFile",
+    "leaderServes",
+    "cnxTimeout",
+    "electionPortBindRetry",
+    "fsync.warningthresholdms",
+    "connectToLearnerMasterLimit",
+    "multiAddress.enabled",
+    "sslQuorum",
+    "portUnification",
+    "snapSizeLimitInKb",
+    "txnLogSizeLimitInKb",
+    "commitLogCount",
+];
+
+/// Key prefixes ZooKeeper knows that we accept and ignore.
+const IGNORED_PREFIXES: &[&str] = &[
+    "ssl.",
+    "admin.",
+    "authProvider.",
+    "metricsProvider.",
+    "quorum.",
+    "zookeeper.",
+    "sasl",
+    "kerberos.",
+    "group.",
+    "weight.",
+    "audit.",
+    "jvm.",
+];
+
+impl Config {
+    /// Reads `path` and, when it names servers, `dataDir/myid`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut cfg = Config::parse(&text, &file)?;
+        cfg.load_my_id()?;
+        Ok(cfg)
+    }
+
+    /// Parses zoo.cfg text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let mut cfg = Config {
+            client_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ..Config::default()
+        };
+        let mut saw = Seen::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let fail = |reason: String| ConfigError::Line {
+                file: file.to_string(),
+                line: index + 1,
+                reason,
+            };
+            let (key, value) = split_line(line).map_err(fail)?;
+            cfg.apply_key(key, value, &mut saw).map_err(fail)?;
+        }
+        cfg.finish(&saw, file)?;
+        Ok(cfg)
+    }
+
+    fn apply_key(&mut self, key: &str, value: &str, saw: &mut Seen) -> Result<(), String> {
+        // ZooKeeper turns unknown keys into `zookeeper.<key>` system properties, so
+        // deployments write some keys with and some without that prefix.
+        let key = match key.strip_prefix("zookeeper.") {
+            Some(rest) if is_known_key(rest) => rest,
+            _ => key,
+        };
+        match key {
+            "tickTime" => self.tick_time_ms = parse_range(value, 1, 1_000_000)?,
+            "initLimit" => self.init_limit_ticks = parse_range(value, 1, 1_000_000)?,
+            "syncLimit" => self.sync_limit_ticks = parse_range(value, 1, 1_000_000)?,
+            "dataDir" => self.data_dir = parse_dir(value)?,
+            "dataLogDir" => {
+                self.data_log_dir = parse_dir(value)?;
+                saw.data_log_dir = true;
+            }
+            "clientPort" => self.client_port = parse_range(value, 1, 65535)?,
+            "clientPortAddress" => {
+                self.client_address = value
+                    .parse()
+                    .map_err(|_| format!("clientPortAddress: '{value}' is not an IP address"))?
+            }
+            "maxClientCnxns" => self.max_client_cnxns = parse_range(value, 0, u32::MAX)?,
+            "minSessionTimeout" => {
+                self.min_session_timeout_ms = parse_range(value, 1, i32::MAX as u32)?;
+                saw.min_session = true;
+            }
+            "maxSessionTimeout" => {
+                self.max_session_timeout_ms = parse_range(value, 1, i32::MAX as u32)?;
+                saw.max_session = true;
+            }
+            "globalOutstandingLimit" => {
+                self.global_outstanding_limit =
+                    parse_range(value, 1, limits::GLOBAL_OUTSTANDING_CAP)?
+            }
+            "snapCount" => self.snap_count = parse_range(value, 2, u64::MAX)?,
+            "preAllocSize" => self.pre_alloc_size_kb = parse_range(value, 1, 1 << 30)?,
+            "autopurge.snapRetainCount" => {
+                // ZooKeeper raises values below 3 to 3 (with a warning).
+                self.autopurge_snap_retain_count = parse_range::<u32>(value, 0, 1 << 20)?.max(3)
+            }
+            "autopurge.purgeInterval" => {
+                self.autopurge_purge_interval_hours = parse_range(value, 0, 1 << 20)?
+            }
+            "forceSync" => self.force_sync = parse_yes_no(value)?,
+            "jute.maxbuffer" => {
+                self.frame_bytes_max = parse_range(value, 1024, limits::FRAME_BYTES_MAX_CAP)?
+            }
+            "4lw.commands.whitelist" => self.four_letter_whitelist = parse_whitelist(value),
+            "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
+            "DigestAuthenticationProvider.superDigest" => {
+                if !value.contains(':') {
+                    return Err("superDigest must be 'user:base64digest'".to_string());
+                }
+                self.super_digest = Some(value.to_string())
+            }
+            "znode.container.checkIntervalMs" => {
+                self.container_check_interval_ms = parse_range(value, 1, u64::MAX)?
+            }
+            "ferrokeeper.shards" => {
+                self.shard_count = parse_range(value, 0, limits::SHARDS_MAX as u64)? as usize
+            }
+            "ferrokeeper.maxOutstandingPerConnection" => {
+                self.outstanding_per_connection_max =
+                    parse_range(value, 1, limits::OUTSTANDING_PER_CONNECTION_CAP)?
+            }
+            _ if key.starts_with("server.") => self.servers.push(parse_server(key, value)?),
+            _ => self.warn_unused(key),
+        }
+        Ok(())
+    }
+
+    fn warn_unused(&mut self, key: &str) {
+        let known =
+            IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|p| key.starts_with(p));
+        let what = if known {
+            "is not supported yet; ignored"
+        } else {
+            "is not a key Ferrokeeper knows; ignored (ZooKeeper would make it a system property)"
+        };
+        self.warnings.push(format!("config key '{key}' {what}"));
+    }
+
+    fn finish(&mut self, saw: &Seen, file: &str) -> Result<(), ConfigError> {
+        if !saw.data_log_dir {
+            self.data_log_dir = self.data_dir.clone();
+        }
+        if !saw.min_session {
+            self.min_session_timeout_ms = 2 * self.tick_time_ms;
+        }
+        if !saw.max_session {
+            self.max_session_timeout_ms = 20 * self.tick_time_ms;
+        }
+        if self.min_session_timeout_ms > self.max_session_timeout_ms {
+            return Err(ConfigError::File {
+                file: file.to_string(),
+                reason: format!(
+                    "minSessionTimeout {} must not be larger than maxSessionTimeout {}",
+                    self.min_session_timeout_ms, self.max_session_timeout_ms
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn load_my_id(&mut self) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("myid");
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            file: file.clone(),
+            reason: format!("cannot read myid: {e}"),
+        })?;
+        let id = text.trim().parse::<u64>().map_err(|_| ConfigError::File {
+            file,
+            reason: format!("myid '{}' is not a number", text.trim()),
+        })?;
+        self.my_id = Some(id);
+        Ok(())
+    }
+
+    /// Shard executors to start: the configured count, or one per core.
+    pub fn shards(&self) -> usize {
+        let count = if self.shard_count == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.shard_count
+        };
+        count.clamp(1, limits::SHARDS_MAX)
+    }
+
+    /// The negotiated session timeout for a client's request (ZooKeeper clamps).
+    pub fn negotiate_timeout_ms(&self, requested_ms: i32) -> i32 {
+        let min = self.min_session_timeout_ms as i64;
+        let max = self.max_session_timeout_ms as i64;
+        (requested_ms as i64).clamp(min, max) as i32
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    data_log_dir: bool,
+    min_session: bool,
+    max_session: bool,
+}
+
+fn is_known_key(key: &str) -> bool {
+    matches!(
+        key,
+        "DigestAuthenticationProvider.superDigest" | "extendedTypesEnabled" | "jute.maxbuffer"
+    )
+}
+
+fn split_line(line: &str) -> Result<(&str, &str), String> {
+    let (key, value) = line
+        .split_once('=')
+        .ok_or_else(|| format!("expected 'key=value', found '{line}'"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("empty key in '{line}'"));
+    }
+    Ok((key, value.trim()))
+}
+
+fn parse_range<T>(value: &str, min: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let n: T = value
+        .parse()
+        .map_err(|_| format!("'{value}' is not a whole number"))?;
+    if n < min || n > max {
+        return Err(format!("{value} is out of range [{min}, {max}]"));
+    }
+    Ok(n)
+}
+
+fn parse_dir(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("directory must not be empty".to_string());
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("'{value}' is not true or false")),
+    }
+}
+
+fn parse_yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("'{value}' is not yes or no")),
+    }
+}
+
+fn parse_whitelist(value: &str) -> FourLetterWhitelist {
+    let words: HashSet<String> = value
+        .split(',')
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.contains("*") {
+        FourLetterWhitelist::All
+    } else {
+        FourLetterWhitelist::Only(words)
+    }
+}
+
+fn parse_server(key: &str, value: &str) -> Result<ServerSpec, String> {
+    let id: u64 = key["server.".len()..]
+        .parse()
+        .map_err(|_| format!("'{key}': server id must be a number"))?;
+    let (peer, client) = match value.split_once(';') {
+        Some((p, c)) => (p, Some(c)),
+        None => (value, None),
+    };
+    let parts: Vec<&str> = peer.split(':').collect();
+    if parts.len() < 3 || parts.len() > 4 {
+        return Err(format!(
+            "'{key}={value}': expected host:quorumPort:electionPort[:participant|observer]"
+        ));
+    }
+    let port = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("'{key}': '{s}' is not a port"))
+    };
+    let observer = match parts.get(3) {
+        None | Some(&"participant") => false,
+        Some(&"observer") => true,
+        Some(other) => return Err(format!("'{key}': unknown role '{other}'")),
+    };
+    let client_port = match client {
+        Some(c) => Some(port(c.rsplit(':').next().unwrap_or(c))?),
+        None => None,
+    };
+    Ok(ServerSpec {
+        id,
+        host: parts[0].to_string(),
+        quorum_port: port(parts[1])?,
+        election_port: port(parts[2])?,
+        observer,
+        client_port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_config_parses_with_defaults_from_tick_time() {
+        let cfg = Config::parse(
+            "# comment\ntickTime=1000\ndataDir=/tmp/zk\nclientPort=2182\n\n4lw.commands.whitelist=*\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(cfg.tick_time_ms, 1000);
+        assert_eq!(cfg.min_session_timeout_ms, 2000);
+        assert_eq!(cfg.max_session_timeout_ms, 20000);
+        assert_eq!(cfg.data_log_dir, PathBuf::from("/tmp/zk"));
+        assert_eq!(cfg.client_port, 2182);
+        assert!(cfg.four_letter_whitelist.allows("mntr"));
+        assert!(cfg.warnings.is_empty());
+    }
+
+    #[test]
+    fn malformed_line_names_file_line_and_reason() {
+        let err = Config::parse("tickTime=2000\nthis is not a pair\n", "my.cfg").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("my.cfg:2:"), "{text}");
+        assert!(text.contains("key=value"), "{text}");
+        let err = Config::parse("clientPort=99999\n", "my.cfg").unwrap_err();
+        assert!(
+            err.to_string().contains("my.cfg:1: 99999 is out of range"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unused_keys_are_accepted_with_one_warning_each() {
+        let cfg = Config::parse(
+            "ssl.keyStore.location=/x\nserverCnxnFactory=org.Foo\nadmin.serverPort=8080\nmyCustomKey=1\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(cfg.warnings.len(), 4);
+        assert!(cfg.warnings[3].contains("myCustomKey"));
+    }
+
+    #[test]
+    fn super_digest_accepted_with_or_without_prefix() {
+        for key in [
+            "DigestAuthenticationProvider.superDigest",
+            "zookeeper.DigestAuthenticationProvider.superDigest",
+        ] {
+            let cfg = Config::parse(&format!("{key}=super:abc=\n"), "zoo.cfg").unwrap();
+            assert_eq!(cfg.super_digest.as_deref(), Some("super:abc="));
+        }
+    }
+
+    #[test]
+    fn server_lines_parse() {
+        let cfg = Config::parse(
+            "server.1=127.0.0.1:2888:3888\nserver.2=h2:2889:3889:observer;127.0.0.1:2182\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(cfg.servers.len(), 2);
+        assert!(cfg.servers[1].observer);
+        assert_eq!(cfg.servers[1].client_port, Some(2182));
+        assert!(Config::parse("server.x=h:1:2\n", "z").is_err());
+    }
+
+    #[test]
+    fn timeout_negotiation_clamps() {
+        let cfg = Config::default();
+        assert_eq!(cfg.negotiate_timeout_ms(1), 4000);
+        assert_eq!(cfg.negotiate_timeout_ms(10_000), 10_000);
+        assert_eq!(cfg.negotiate_timeout_ms(i32::MAX), 40_000);
+    }
+
+    #[test]
+    fn min_above_max_is_rejected() {
+        assert!(Config::parse("minSessionTimeout=5000\nmaxSessionTimeout=4000\n", "z").is_err());
+    }
+}

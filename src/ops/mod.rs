@@ -1,0 +1,222 @@
+//! Four-letter words on the client port, in ZooKeeper's output formats (tools
+//! grep `Mode:` in srvr, kazoo parses `zookeeper.version=` in envi, monitoring
+//! parses mntr's `zk_<key>\t<value>` lines).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::server::shard::Shard;
+use crate::server::stats::Totals;
+
+/// The ZooKeeper version we report and follow (clients key features off it).
+pub const ZK_COMPAT_VERSION: &str = "3.9.2";
+
+pub fn version_line() -> String {
+    format!(
+        "{}-ferrokeeper-{}, built on unknown",
+        ZK_COMPAT_VERSION,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The reply to `word`, or the whitelist refusal. The connection closes after it.
+pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
+    if !shard.cfg.four_letter_whitelist.allows(word) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let totals = shard.stats.totals();
+    match word {
+        "ruok" => "imok".to_string(),
+        "srvr" => srvr(shard, &totals, false),
+        "stat" => srvr(shard, &totals, true),
+        "conf" => conf(shard),
+        "cons" => cons(shard),
+        "crst" => {
+            shard.stats.reset();
+            "Connection stats reset.\n".to_string()
+        }
+        "srst" => {
+            shard.stats.reset();
+            "Server stats reset.\n".to_string()
+        }
+        "envi" => envi(shard),
+        "mntr" => mntr(shard, &totals),
+        "wchs" => wchs(shard, &totals),
+        "wchc" | "wchp" => wch_paths(shard, word == "wchc"),
+        "dump" => dump(shard),
+        "dirs" => format!("datadir_size: 0\nlogdir_size: 0\n"),
+        "isro" => "rw".to_string(),
+        "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
+        other => format!("{other} is not executed because it is not supported by this server.\n"),
+    }
+}
+
+fn mode() -> &'static str {
+    "standalone"
+}
+
+fn srvr(shard: &Shard, t: &Totals, with_clients: bool) -> String {
+    let version = shard.version.borrow();
+    let mut s = format!("Zookeeper version: {}\n", version_line());
+    if with_clients {
+        s.push_str("Clients:\n");
+        for line in shard.registry.lines() {
+            let _ = writeln!(s, " {line}");
+        }
+        s.push('\n');
+    }
+    let _ = write!(
+        s,
+        "Latency min/avg/max: {}/{:.1}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+        t.latency_min_ms,
+        t.latency_avg_ms as f64,
+        t.latency_max_ms,
+        t.packets_received,
+        t.packets_sent,
+        t.connections,
+        t.outstanding,
+        version.last_zxid(),
+        mode(),
+        version.node_count(),
+    );
+    s
+}
+
+fn conf(shard: &Shard) -> String {
+    let c = &shard.cfg;
+    format!(
+        "clientPort={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize=0\ndataLogDir={}\ndataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
+        c.client_port,
+        c.data_dir.display(),
+        c.data_log_dir.display(),
+        c.tick_time_ms,
+        c.max_client_cnxns,
+        c.min_session_timeout_ms,
+        c.max_session_timeout_ms,
+        c.my_id.unwrap_or(0),
+    )
+}
+
+fn cons(shard: &Shard) -> String {
+    let mut s = String::new();
+    for line in shard.registry.lines() {
+        let _ = writeln!(s, " {line}");
+    }
+    s.push('\n');
+    s
+}
+
+fn envi(shard: &Shard) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!(
+        "Environment:\nzookeeper.version={}\nhost.name={}\nos.name={}\nos.arch={}\nuser.dir={}\nferrokeeper.shards={}\n",
+        version_line(),
+        host.trim(),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        cwd,
+        shard.cfg.shards(),
+    )
+}
+
+fn mntr(shard: &Shard, t: &Totals) -> String {
+    let version = shard.version.borrow();
+    let uptime: Duration = shard.stats.started.elapsed();
+    let rows: [(&str, String); 17] = [
+        ("zk_version", version_line()),
+        ("zk_server_state", mode().to_string()),
+        ("zk_avg_latency", format!("{:.1}", t.latency_avg_ms as f64)),
+        ("zk_max_latency", t.latency_max_ms.to_string()),
+        ("zk_min_latency", t.latency_min_ms.to_string()),
+        ("zk_packets_received", t.packets_received.to_string()),
+        ("zk_packets_sent", t.packets_sent.to_string()),
+        ("zk_num_alive_connections", t.connections.to_string()),
+        ("zk_outstanding_requests", t.outstanding.to_string()),
+        ("zk_znode_count", version.node_count().to_string()),
+        ("zk_watch_count", t.watch_count.to_string()),
+        ("zk_ephemerals_count", version.ephemeral_count().to_string()),
+        (
+            "zk_approximate_data_size",
+            version.approximate_data_bytes().to_string(),
+        ),
+        (
+            "zk_global_sessions",
+            shard.stats.session_count().to_string(),
+        ),
+        ("zk_uptime", uptime.as_millis().to_string()),
+        ("zk_last_zxid", format!("0x{:x}", version.last_zxid())),
+        ("zk_rejected_frames", t.frames_rejected.to_string()),
+    ];
+    let mut s = String::new();
+    for (key, value) in rows {
+        let _ = writeln!(s, "{key}\t{value}");
+    }
+    s
+}
+
+fn wchs(shard: &Shard, t: &Totals) -> String {
+    format!(
+        "{} connections watching {} paths\nTotal watches:{}\n",
+        shard.registry.len(),
+        shard.watches.borrow().path_count(),
+        t.watch_count
+    )
+}
+
+/// wchc (by session) and wchp (by path), for this shard's connections.
+fn wch_paths(shard: &Shard, by_session: bool) -> String {
+    let watches = shard.watches.borrow();
+    let conns = shard.conns.borrow();
+    let session_of = |id: u64| conns.get(&id).map_or(0, |c| c.session_id.get());
+    let mut s = String::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (path, watchers) in watches.paths() {
+        for watcher in watchers {
+            pairs.push((path.to_string(), format!("0x{:x}", session_of(watcher))));
+        }
+    }
+    if by_session {
+        pairs.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        let mut last = String::new();
+        for (path, session) in pairs {
+            if session != last {
+                let _ = writeln!(s, "{session}");
+                last = session;
+            }
+            let _ = writeln!(s, "\t{path}");
+        }
+    } else {
+        pairs.sort();
+        let mut last = String::new();
+        for (path, session) in pairs {
+            if path != last {
+                let _ = writeln!(s, "{path}");
+                last = path;
+            }
+            let _ = writeln!(s, "\t{session}");
+        }
+    }
+    s
+}
+
+fn dump(shard: &Shard) -> String {
+    let version = shard.version.borrow();
+    let mut s = format!(
+        "SessionTracker dump:\nGlobal Sessions({}):\n",
+        shard.stats.session_count()
+    );
+    s.push_str("ephemeral nodes dump:\nSessions with Ephemerals (");
+    let sessions = version.ephemeral_sessions();
+    let _ = writeln!(s, "{}):", sessions.len());
+    for session in sessions {
+        let _ = writeln!(s, "0x{session:x}:");
+        for path in version.ephemerals_of(session, "/") {
+            let _ = writeln!(s, "\t{path}");
+        }
+    }
+    s.push_str("Connections dump:\n");
+    s
+}

@@ -1,0 +1,592 @@
+//! One client connection on a shard: the handshake, the reader task that cuts
+//! frames out of the receive buffer, the per-connection FIFO of requests, and
+//! the writer task that flushes the send buffer once per batch of replies.
+//!
+//! FIFO rule: requests are answered in arrival order. Consecutive writes are
+//! pipelined to the pipeline executor; a local op (read, auth, setWatches...)
+//! runs only when everything before it has been answered, so a read after a
+//! write of the same session sees that write.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::messages::*;
+use super::reads::{execute_local, LocalOutcome};
+use super::registry::ConnInfo;
+use super::replies::encode_write_reply;
+use super::shard::{Bell, Shard};
+use crate::limits;
+use crate::proto::frame::{self, FrameError};
+use crate::proto::response::encode_watch_event;
+use crate::proto::{op, ConnectRequest, ConnectResponse, EventType, RequestHeader, SessionId};
+use crate::session::ConnRef;
+use crate::tree::acl::AuthInfo;
+
+enum Pending {
+    /// Sent to the pipeline.
+    InFlight { xid: i32, started: Instant },
+    /// Waiting for earlier requests to be answered.
+    Queued {
+        xid: i32,
+        op: i32,
+        started: Instant,
+        body: Bytes,
+    },
+}
+
+/// Why the connection ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Closing {
+    Open,
+    /// Flush what is queued, then close (closeSession, AUTHFAILED, unknown op).
+    AfterFlush,
+    /// Close at once (session expired or moved, server shutdown).
+    Now,
+}
+
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub session_id: Cell<SessionId>,
+    pub timeout_ms: Cell<i32>,
+    pub auth: RefCell<Arc<AuthInfo>>,
+    pending: RefCell<VecDeque<Pending>>,
+    pub send_buf: RefCell<Vec<u8>>,
+    pub writer_bell: Bell,
+    pub reader_bell: Bell,
+    pub closing: Cell<Closing>,
+    pub dirty: Cell<bool>,
+    pub touch_epoch: Cell<u64>,
+    connect_outcome: RefCell<Option<ConnectOutcome>>,
+    /// Counters shown by `cons`, shared with the cross-shard registry.
+    pub info: Arc<ConnInfo>,
+}
+
+impl Conn {
+    fn new(id: u64, peer: SocketAddr) -> Self {
+        Conn {
+            id,
+            peer,
+            session_id: Cell::new(0),
+            timeout_ms: Cell::new(0),
+            auth: RefCell::new(Arc::new(AuthInfo::for_client(peer.ip()))),
+            pending: RefCell::new(VecDeque::new()),
+            send_buf: RefCell::new(Vec::with_capacity(4096)),
+            writer_bell: Bell::new(),
+            reader_bell: Bell::new(),
+            closing: Cell::new(Closing::Open),
+            dirty: Cell::new(false),
+            touch_epoch: Cell::new(0),
+            connect_outcome: RefCell::new(None),
+            info: Arc::new(ConnInfo::new(peer)),
+        }
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    pub fn close_now(&self) {
+        self.closing.set(Closing::Now);
+        self.reader_bell.ring();
+        self.writer_bell.ring();
+    }
+
+    pub fn close_after_flush(&self) {
+        if self.closing.get() == Closing::Open {
+            self.closing.set(Closing::AfterFlush);
+        }
+        self.reader_bell.ring();
+        self.writer_bell.ring();
+    }
+
+    pub fn push_event(&self, zxid: i64, event: EventType, state: i32, path: &str) {
+        encode_watch_event(&mut self.send_buf.borrow_mut(), zxid, event, state, path);
+        ConnInfo::bump(&self.info.sent);
+    }
+
+    pub fn on_connect_reply(&self, outcome: ConnectOutcome) {
+        *self.connect_outcome.borrow_mut() = Some(outcome);
+        self.reader_bell.ring();
+    }
+
+    /// A write's reply from the pipeline: it answers the oldest in-flight request.
+    pub fn on_write_reply(self: &Rc<Self>, shard: &Shard, reply: WriteReply) {
+        let front = self.pending.borrow_mut().pop_front();
+        let Some(Pending::InFlight { xid, started }) = front else {
+            // The FIFO invariant is broken: never answer out of order; drop the client.
+            warn!(
+                "connection {}: reply xid {} does not match its queue; closing",
+                self.peer, reply.xid
+            );
+            self.close_now();
+            return;
+        };
+        assert_eq!(xid, reply.xid, "pipeline replies follow request order");
+        let closed = matches!(reply.outcome, WriteOutcome::SessionClosed);
+        encode_write_reply(&mut self.send_buf.borrow_mut(), &reply);
+        self.info.last_zxid.store(reply.zxid, Relaxed);
+        self.finish_request(shard, started);
+        if closed {
+            self.session_id.set(0);
+            self.close_after_flush();
+            return;
+        }
+        self.pump(shard);
+    }
+
+    fn finish_request(&self, shard: &Shard, started: Instant) {
+        ConnInfo::bump(&self.info.sent);
+        self.info.queued.fetch_sub(1, Relaxed);
+        let counters = &shard.stats.shards[shard.index];
+        counters.packets_sent.fetch_add(1, Relaxed);
+        counters.outstanding.fetch_sub(1, Relaxed);
+        shard
+            .stats
+            .record_latency(shard.index, started.elapsed().as_millis() as u64);
+        shard.release_outstanding();
+        self.reader_bell.ring();
+    }
+
+    /// Advances the FIFO: dispatches queued writes that have only writes ahead
+    /// of them and runs the local op at the front.
+    pub fn pump(self: &Rc<Self>, shard: &Shard) {
+        let mut index = 0;
+        loop {
+            if self.closing.get() != Closing::Open {
+                return;
+            }
+            let mut pending = self.pending.borrow_mut();
+            let Some(entry) = pending.get_mut(index) else {
+                return;
+            };
+            match entry {
+                Pending::InFlight { .. } => index += 1,
+                Pending::Queued {
+                    xid,
+                    op,
+                    started,
+                    body,
+                } if is_pipeline_op(*op) => {
+                    let (xid, op, started, body) = (*xid, *op, *started, body.clone());
+                    *entry = Pending::InFlight { xid, started };
+                    drop(pending);
+                    self.dispatch_write(shard, xid, op, body);
+                    index += 1;
+                }
+                Pending::Queued { .. } if index > 0 => return,
+                Pending::Queued { .. } => {
+                    let Some(Pending::Queued {
+                        xid,
+                        op,
+                        started,
+                        body,
+                    }) = pending.pop_front()
+                    else {
+                        unreachable!("front entry was just matched as queued")
+                    };
+                    drop(pending);
+                    self.run_local(shard, xid, op, &body, started);
+                }
+            }
+        }
+    }
+
+    fn dispatch_write(&self, shard: &Shard, xid: i32, op: i32, body: Bytes) {
+        shard.send_to_pipeline(ToPipeline::Write(WriteMsg {
+            conn: ConnRef {
+                shard: shard.index,
+                conn_id: self.id,
+            },
+            session_id: self.session_id.get(),
+            xid,
+            op,
+            body,
+            auth: self.auth.borrow().clone(),
+        }));
+    }
+
+    fn run_local(
+        self: &Rc<Self>,
+        shard: &Shard,
+        xid: i32,
+        op: i32,
+        body: &Bytes,
+        started: Instant,
+    ) {
+        let outcome = execute_local(shard, self, xid, op, body);
+        self.finish_request(shard, started);
+        self.mark_for_flush();
+        match outcome {
+            LocalOutcome::Continue => {}
+            LocalOutcome::CloseAfterFlush => self.close_after_flush(),
+        }
+    }
+
+    fn mark_for_flush(&self) {
+        self.writer_bell.ring();
+    }
+
+    /// Takes one request frame (header + body) into the FIFO.
+    fn accept_frame(self: &Rc<Self>, shard: &Shard, frame: Bytes) -> Result<(), String> {
+        let (header, _) =
+            RequestHeader::split(&frame).map_err(|e| format!("bad request header: {e}"))?;
+        let body = frame.slice(8..);
+        shard.touch(self);
+        ConnInfo::bump(&self.info.received);
+        ConnInfo::bump(&self.info.queued);
+        self.info.last_op.store(header.op, Relaxed);
+        self.info.last_cxid.store(header.xid, Relaxed);
+        let counters = &shard.stats.shards[shard.index];
+        counters.packets_received.fetch_add(1, Relaxed);
+        counters.outstanding.fetch_add(1, Relaxed);
+        if !shard.acquire_outstanding() {
+            // Cannot happen: the reader checks the budget before reading a frame.
+            return Err("outstanding budget exceeded".to_string());
+        }
+        let entry = Pending::Queued {
+            xid: header.xid,
+            op: header.op,
+            started: Instant::now(),
+            body,
+        };
+        self.pending.borrow_mut().push_back(entry);
+        self.pump(shard);
+        Ok(())
+    }
+
+    /// True while the connection may take another request (backpressure).
+    fn may_read(&self, shard: &Shard) -> bool {
+        let per_conn = shard.cfg.outstanding_per_connection_max as usize;
+        self.outstanding() < per_conn
+            && self.send_buf.borrow().len() < limits::SEND_BUFFER_HIGH_WATER_BYTES
+            && shard.outstanding.get() < shard.outstanding_max
+    }
+}
+
+/// Ops answered by the pipeline (they change state or must be ordered with writes).
+fn is_pipeline_op(op_code: i32) -> bool {
+    matches!(
+        op_code,
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::MULTI
+            | op::SYNC
+            | op::RECONFIG
+            | op::CLOSE_SESSION
+    )
+}
+
+type Reader = ReadHalf<TcpStream>;
+type Writer = WriteHalf<TcpStream>;
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    if !shard.admit_ip(peer.ip()) {
+        warn!(
+            "too many connections from {} (maxClientCnxns={}); refusing",
+            peer.ip(),
+            shard.cfg.max_client_cnxns
+        );
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(limits::RECV_CHUNK_BYTES);
+    let counters = &shard.stats.shards[shard.index];
+    counters.connections.fetch_add(1, Relaxed);
+    match handshake(&shard, &mut reader, writer, &mut rbuf, peer).await {
+        Ok(Some((conn, writer_task))) => {
+            if let Err(reason) = read_loop(&shard, &conn, &mut reader, &mut rbuf).await {
+                info!("closing connection {peer}: {reason}");
+                counters.frames_rejected.fetch_add(1, Relaxed);
+                conn.close_now();
+            }
+            finish(&shard, &conn, writer_task).await;
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            info!("closing connection {peer} during handshake: {reason}");
+            counters.frames_rejected.fetch_add(1, Relaxed);
+        }
+    }
+    counters.connections.fetch_sub(1, Relaxed);
+    shard.release_ip(peer.ip());
+}
+
+/// Reads at least `want` bytes into `rbuf`; false on EOF or a close request.
+async fn fill(
+    reader: &mut Reader,
+    rbuf: &mut BytesMut,
+    want: usize,
+    wake: Option<&Bell>,
+) -> Result<bool, String> {
+    while rbuf.len() < want {
+        let start = rbuf.len();
+        let chunk = (want - start).max(limits::RECV_CHUNK_BYTES);
+        rbuf.resize(start + chunk, 0);
+        let read = async { Some(reader.read(&mut rbuf[start..]).await) };
+        let woken = async {
+            match wake {
+                Some(bell) => bell.wait().await,
+                None => std::future::pending::<()>().await,
+            }
+            None
+        };
+        let got = futures_lite::future::or(read, woken).await;
+        let n = match got {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                rbuf.truncate(start);
+                return Err(format!("read error: {e}"));
+            }
+            None => {
+                rbuf.truncate(start);
+                return Ok(true);
+            }
+        };
+        rbuf.truncate(start + n);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Cuts the next complete frame's payload off `rbuf`, if there is one.
+fn next_frame(rbuf: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>, String> {
+    match frame::frame_len(rbuf, max_bytes) {
+        Ok(Some(total)) => {
+            let mut frame = rbuf.split_to(total);
+            let _len = frame.split_to(limits::FRAME_LEN_BYTES);
+            Ok(Some(frame.freeze()))
+        }
+        Ok(None) => Ok(None),
+        Err(FrameError::TooLong { len, max }) => {
+            Err(format!("frame of {len} bytes exceeds jute.maxbuffer {max}"))
+        }
+        Err(e) => Err(format!("bad frame: {e}")),
+    }
+}
+
+async fn handshake(
+    shard: &Rc<Shard>,
+    reader: &mut Reader,
+    mut writer: Writer,
+    rbuf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Result<Option<(Rc<Conn>, glommio::task::JoinHandle<()>)>, String> {
+    if !fill(reader, rbuf, 4, None).await? {
+        return Ok(None);
+    }
+    let first4: [u8; 4] = rbuf[..4].try_into().expect("filled 4 bytes");
+    if let Some(word) = frame::four_letter_word(&first4) {
+        let text = crate::ops::four_letter_reply(word, shard);
+        let _ = writer.write_all(text.as_bytes()).await;
+        let _ = writer.close().await;
+        return Ok(None);
+    }
+    let frame = loop {
+        if let Some(f) = next_frame(rbuf, shard.cfg.frame_bytes_max)? {
+            break f;
+        }
+        let want = rbuf.len() + 1;
+        if !fill(reader, rbuf, want, None).await? {
+            return Ok(None);
+        }
+    };
+    let request = ConnectRequest::decode(&frame).map_err(|e| format!("bad ConnectRequest: {e}"))?;
+    let conn = Rc::new(Conn::new(shard.next_conn_id(), peer));
+    shard.conns.borrow_mut().insert(conn.id, conn.clone());
+    shard
+        .registry
+        .insert(shard.index, conn.id, conn.info.clone());
+    let granted = connect(shard, &conn, &request).await;
+    let response = match &granted {
+        Some((session_id, timeout_ms, password)) => ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: *timeout_ms,
+            session_id: *session_id,
+            passwd: *password,
+            read_only: request.read_only.map(|_| false),
+        },
+        None => ConnectResponse::expired(request.read_only),
+    };
+    response.encode(&mut conn.send_buf.borrow_mut());
+    let writer_task =
+        glommio::spawn_local(write_loop(shard.clone(), conn.clone(), writer)).detach();
+    if granted.is_none() {
+        conn.close_after_flush();
+    } else {
+        conn.writer_bell.ring();
+    }
+    Ok(Some((conn, writer_task)))
+}
+
+/// Asks the pipeline for the session; None = expired/unknown (or too new: closed).
+async fn connect(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    request: &ConnectRequest<'_>,
+) -> Option<(SessionId, i32, [u8; 16])> {
+    let mut password = [0u8; 16];
+    let n = request.passwd.len().min(16);
+    password[..n].copy_from_slice(&request.passwd[..n]);
+    shard.send_to_pipeline(ToPipeline::Connect(ConnectMsg {
+        conn: ConnRef {
+            shard: shard.index,
+            conn_id: conn.id,
+        },
+        session_id: request.session_id,
+        password,
+        timeout_ms: request.timeout_ms,
+        last_zxid_seen: request.last_zxid_seen,
+        peer_ip: conn.peer.ip(),
+    }));
+    loop {
+        if let Some(outcome) = conn.connect_outcome.borrow_mut().take() {
+            return match outcome {
+                ConnectOutcome::Granted {
+                    session_id,
+                    timeout_ms,
+                    password,
+                } => {
+                    conn.session_id.set(session_id);
+                    conn.timeout_ms.set(timeout_ms);
+                    conn.info.session_id.store(session_id, Relaxed);
+                    conn.info.timeout_ms.store(timeout_ms, Relaxed);
+                    Some((session_id, timeout_ms, password))
+                }
+                ConnectOutcome::Expired => None,
+                ConnectOutcome::TooNew => {
+                    info!(
+                        "client {} has seen zxid 0x{:x}, newer than ours; closing",
+                        conn.peer, request.last_zxid_seen
+                    );
+                    conn.close_now();
+                    None
+                }
+            };
+        }
+        if conn.closing.get() == Closing::Now {
+            return None;
+        }
+        conn.reader_bell.wait().await;
+    }
+}
+
+async fn read_loop(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    reader: &mut Reader,
+    rbuf: &mut BytesMut,
+) -> Result<(), String> {
+    loop {
+        if conn.closing.get() != Closing::Open {
+            return Ok(());
+        }
+        if !conn.may_read(shard) {
+            if shard.outstanding.get() >= shard.outstanding_max {
+                shard.block_reader(conn.id);
+            }
+            conn.reader_bell.wait().await;
+            continue;
+        }
+        if let Some(frame) = next_frame(rbuf, shard.cfg.frame_bytes_max)? {
+            conn.accept_frame(shard, frame)?;
+            continue;
+        }
+        let want = rbuf.len() + 1;
+        if !fill(reader, rbuf, want, Some(&conn.reader_bell)).await? {
+            debug!("connection {} closed by the client", conn.peer);
+            return Ok(());
+        }
+    }
+}
+
+/// Flushes the send buffer whenever it is rung; closes the socket when asked.
+async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
+    let mut spare: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        std::mem::swap(&mut spare, &mut *conn.send_buf.borrow_mut());
+        if !spare.is_empty() {
+            if spare.len() > limits::SEND_BUFFER_HARD_CAP_BYTES {
+                warn!(
+                    "connection {}: {} unsent bytes; the client is not reading, closing",
+                    conn.peer,
+                    spare.len()
+                );
+                conn.close_now();
+            } else if writer.write_all(&spare).await.is_err() {
+                conn.close_now();
+            }
+            let _ = writer.flush().await;
+            spare.clear();
+            conn.reader_bell.ring();
+            continue;
+        }
+        match conn.closing.get() {
+            Closing::Now => break,
+            Closing::AfterFlush if conn.outstanding() == 0 || shard.shutting_down.get() => break,
+            _ => conn.writer_bell.wait().await,
+        }
+    }
+    let _ = writer.close().await;
+}
+
+async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::JoinHandle<()>) {
+    if conn.closing.get() == Closing::Open {
+        conn.closing.set(Closing::AfterFlush);
+    }
+    conn.writer_bell.ring();
+    // Requests still in flight will be answered into a closed connection; the
+    // writer stops at once unless a flush was asked for.
+    if conn.outstanding() > 0 {
+        conn.closing.set(Closing::Now);
+        conn.writer_bell.ring();
+    }
+    writer_task.await;
+    release_pending(shard, conn);
+    shard.conns.borrow_mut().remove(&conn.id);
+    shard.registry.remove(shard.index, conn.id);
+    shard.watches.borrow_mut().remove_watcher(conn.id);
+    shard.publish_watch_count();
+    let session_id = conn.session_id.get();
+    if session_id != 0 {
+        shard.send_to_pipeline(ToPipeline::Disconnected {
+            conn: ConnRef {
+                shard: shard.index,
+                conn_id: conn.id,
+            },
+            session_id,
+        });
+    }
+}
+
+/// Gives back the outstanding slots of requests that will never be answered.
+fn release_pending(shard: &Shard, conn: &Conn) {
+    let dropped = std::mem::take(&mut *conn.pending.borrow_mut());
+    for _ in dropped {
+        shard.stats.shards[shard.index]
+            .outstanding
+            .fetch_sub(1, Relaxed);
+        shard.release_outstanding();
+    }
+}

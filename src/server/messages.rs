@@ -1,0 +1,102 @@
+//! What travels between executors. Shards send owned request bytes to the
+//! pipeline; the pipeline sends each shard one commit notice per batch holding
+//! the new tree version, the batch's watch events and that shard's replies.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::proto::{ErrorCode, SessionId, Zxid};
+use crate::session::ConnRef;
+use crate::tree::acl::AuthInfo;
+use crate::tree::{DataTree, TreeEvent, TxnResult};
+
+/// A write request, forwarded as the frame's body bytes (no re-encoding).
+pub struct WriteMsg {
+    pub conn: ConnRef,
+    pub session_id: SessionId,
+    pub xid: i32,
+    pub op: i32,
+    pub body: Bytes,
+    pub auth: Arc<AuthInfo>,
+}
+
+/// A client handshake that needs the session table.
+pub struct ConnectMsg {
+    pub conn: ConnRef,
+    /// 0 asks for a new session.
+    pub session_id: SessionId,
+    pub password: [u8; 16],
+    pub timeout_ms: i32,
+    pub last_zxid_seen: Zxid,
+    pub peer_ip: IpAddr,
+}
+
+pub enum ToPipeline {
+    Write(WriteMsg),
+    Connect(ConnectMsg),
+    /// Sessions with client activity since the last report.
+    Touch(Vec<SessionId>),
+    /// A connection closed without closeSession; the session lives on until expiry.
+    Disconnected {
+        conn: ConnRef,
+        session_id: SessionId,
+    },
+}
+
+pub enum WriteOutcome {
+    Txn(TxnResult),
+    Error(ErrorCode),
+    Sync(String),
+    /// closeSession applied: reply, then close the connection.
+    SessionClosed,
+}
+
+pub struct WriteReply {
+    pub conn_id: u64,
+    pub xid: i32,
+    pub zxid: Zxid,
+    pub outcome: WriteOutcome,
+}
+
+pub enum ConnectOutcome {
+    Granted {
+        session_id: SessionId,
+        timeout_ms: i32,
+        password: [u8; 16],
+    },
+    /// Unknown/expired session or wrong password: the client is told "expired".
+    Expired,
+    /// The client has seen a newer zxid than this server has (never serve it an older view).
+    TooNew,
+}
+
+pub struct ConnectReply {
+    pub conn_id: u64,
+    pub outcome: ConnectOutcome,
+}
+
+/// Why the pipeline asks a shard to close a connection.
+#[derive(Clone, Copy, Debug)]
+pub enum CloseReason {
+    SessionExpired,
+    SessionMoved,
+}
+
+/// One per batch per shard. The shard handles the parts in this order:
+/// events (against the old and new versions), adopt the version, replies,
+/// connect results, closes — so every event precedes the replies that reflect it.
+pub struct CommitNotice {
+    pub version: DataTree,
+    pub events: Arc<Vec<(Zxid, TreeEvent)>>,
+    pub replies: Vec<WriteReply>,
+    pub connects: Vec<ConnectReply>,
+    pub closes: Vec<(u64, CloseReason)>,
+    /// Live sessions after this batch (for mntr/srvr).
+    pub session_count: usize,
+}
+
+pub enum ToShard {
+    Commit(Box<CommitNotice>),
+}

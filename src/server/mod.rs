@@ -1,0 +1,274 @@
+//! The glommio runtime: one shard executor per core serving clients, plus one
+//! pipeline executor that owns all writes. See docs/architecture.md.
+
+pub mod conn;
+pub mod log;
+pub mod messages;
+pub mod pipeline;
+pub mod reads;
+pub mod registry;
+pub mod replies;
+pub mod shard;
+pub mod stats;
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use hashbrown::HashMap;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::limits;
+use messages::{ToPipeline, ToShard};
+use pipeline::Pipeline;
+use registry::ConnRegistry;
+use shard::Shard;
+use stats::ServerStats;
+
+/// State every shard shares (atomics, or locks taken at connect/close only).
+pub struct SharedState {
+    pub stats: Arc<ServerStats>,
+    pub registry: Arc<ConnRegistry>,
+    pub ip_counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    pub shutdown: Arc<AtomicBool>,
+    pub exited: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start executor: {0}")]
+    Executor(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started server; `shutdown` stops it and waits for its threads.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+    exited: Arc<AtomicUsize>,
+    handles: Vec<ExecutorJoinHandle<()>>,
+}
+
+/// Counts an executor as exited when its main future ends (or unwinds).
+struct ExitGuard(Arc<AtomicUsize>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl RunningServer {
+    /// True once any executor has stopped (normally only after `shutdown`).
+    pub fn is_finished(&self) -> bool {
+        self.exited.load(Ordering::SeqCst) > 0
+    }
+
+    pub fn shutdown(self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for handle in self.handles {
+            let _ = handle.join();
+        }
+        info!("server stopped");
+    }
+}
+
+pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let addr = SocketAddr::new(cfg.client_address, cfg.client_port);
+    check_port_free(addr)?;
+    let shards = cfg.shards();
+    let cfg = Arc::new(cfg);
+    let shared = Arc::new(SharedState {
+        stats: Arc::new(ServerStats::new(shards)),
+        registry: Arc::new(ConnRegistry::default()),
+        ip_counts: Arc::new(Mutex::new(HashMap::new())),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        exited: Arc::new(AtomicUsize::new(0)),
+    });
+    let (mut inbox, mut outbox, mut shard_ends) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..shards {
+        let (to_pipe_tx, to_pipe_rx) = shared_channel::new_bounded(limits::TO_PIPELINE_CHANNEL_CAP);
+        let (to_shard_tx, to_shard_rx) = shared_channel::new_bounded(limits::TO_SHARD_CHANNEL_CAP);
+        inbox.push(to_pipe_rx);
+        outbox.push(to_shard_tx);
+        shard_ends.push((to_pipe_tx, to_shard_rx));
+    }
+    let mut handles = vec![spawn_pipeline(
+        cfg.clone(),
+        shared.exited.clone(),
+        inbox,
+        outbox,
+    )?];
+    let (ready_tx, ready_rx) = mpsc::channel();
+    for (index, (to_pipe, from_pipe)) in shard_ends.into_iter().enumerate() {
+        let ends = ShardEnds {
+            to_pipe,
+            from_pipe,
+            ready: ready_tx.clone(),
+        };
+        handles.push(spawn_shard(index, cfg.clone(), shared.clone(), addr, ends)?);
+    }
+    let running = RunningServer {
+        addr,
+        shutdown: shared.shutdown.clone(),
+        exited: shared.exited.clone(),
+        handles,
+    };
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                running.shutdown();
+                return Err(StartError::Bind { addr, source });
+            }
+            Err(_) => {
+                running.shutdown();
+                return Err(StartError::Executor("a shard did not start in 30 s".into()));
+            }
+        }
+    }
+    info!("serving ZooKeeper clients on {addr} with {shards} shard(s)");
+    Ok(running)
+}
+
+/// Our shards bind with SO_REUSEPORT; a plain bind first makes sure no other
+/// process holds the port (it would otherwise silently share it with us).
+fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn spawn_pipeline(
+    cfg: Arc<Config>,
+    exited: Arc<AtomicUsize>,
+    inbox: Vec<SharedReceiver<ToPipeline>>,
+    outbox: Vec<SharedSender<ToShard>>,
+) -> Result<ExecutorJoinHandle<()>, StartError> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("fk-pipeline")
+        .spawn(move || async move {
+            let _guard = ExitGuard(exited);
+            let mut receivers = Vec::new();
+            for rx in inbox {
+                receivers.push(rx.connect().await);
+            }
+            let mut senders = Vec::new();
+            for tx in outbox {
+                senders.push(tx.connect().await);
+            }
+            Pipeline::new(cfg).run(receivers, senders).await;
+        })
+        .map_err(|e| StartError::Executor(e.to_string()))
+}
+
+struct ShardEnds {
+    to_pipe: SharedSender<ToPipeline>,
+    from_pipe: SharedReceiver<ToShard>,
+    ready: mpsc::Sender<std::io::Result<()>>,
+}
+
+fn spawn_shard(
+    index: usize,
+    cfg: Arc<Config>,
+    shared: Arc<SharedState>,
+    addr: SocketAddr,
+    ends: ShardEnds,
+) -> Result<ExecutorJoinHandle<()>, StartError> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name(&format!("fk-shard-{index}"))
+        .spawn(move || async move {
+            let _guard = ExitGuard(shared.exited.clone());
+            run_shard(index, cfg, shared, addr, ends).await
+        })
+        .map_err(|e| StartError::Executor(e.to_string()))
+}
+
+async fn run_shard(
+    index: usize,
+    cfg: Arc<Config>,
+    shared: Arc<SharedState>,
+    addr: SocketAddr,
+    ends: ShardEnds,
+) {
+    let tick = Duration::from_millis(cfg.tick_time_ms as u64);
+    let shard = Rc::new(Shard::new(index, cfg, &shared));
+    let to_pipe = ends.to_pipe.connect().await;
+    let from_pipe = ends.from_pipe.connect().await;
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = ends.ready.send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let outbound = glommio::spawn_local(shard.clone().run_outbound(to_pipe)).detach();
+    let commits = shard.clone();
+    glommio::spawn_local(async move {
+        while let Some(ToShard::Commit(notice)) = from_pipe.recv().await {
+            commits.on_commit(*notice);
+        }
+    })
+    .detach();
+    let toucher = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(tick / 2).await;
+            toucher.flush_touches();
+        }
+    })
+    .detach();
+    let _ = ends.ready.send(Ok(()));
+    accept_loop(&shard, &listener, &shared.shutdown).await;
+    for conn in shard.conns.borrow().values() {
+        conn.close_now();
+    }
+    shard.shutting_down.set(true);
+    shard.send_to_pipeline(ToPipeline::Touch(Vec::new()));
+    outbound.await;
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, shutdown: &AtomicBool) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !shutdown.load(Ordering::Relaxed) {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            None
+        })
+        .await;
+        match accepted {
+            Some(Ok(stream)) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
+            }
+            Some(Err(e)) => {
+                // Usually EMFILE: back off briefly instead of spinning on accept.
+                warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            None => return,
+        }
+    }
+}

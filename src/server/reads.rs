@@ -1,0 +1,374 @@
+//! Requests a shard answers on its own, from the tree version it last adopted:
+//! reads, watch registration, auth, ping. No lock and no cross-core hop: the
+//! version is an immutable snapshot owned by this thread.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::conn::Conn;
+use super::shard::Shard;
+use crate::proto::response::{
+    encode_children, encode_error, encode_reply, MultiResult, ReplyHeader, Response,
+};
+use crate::proto::{add_watch_mode, keeper_state, perms, xid, ErrorCode, EventType, Request};
+use crate::tree::acl::{check_acl, SCHEME_DIGEST};
+use crate::tree::path::validate_path;
+use crate::tree::{DataTree, Node};
+use crate::watch::WatchKind;
+
+pub enum LocalOutcome {
+    Continue,
+    CloseAfterFlush,
+}
+
+/// Runs one local request and encodes its reply into the connection's send buffer.
+pub fn execute_local(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    xid: i32,
+    op_code: i32,
+    body: &Bytes,
+) -> LocalOutcome {
+    let version = shard.version.borrow();
+    let zxid = version.last_zxid();
+    let mut out = conn.send_buf.borrow_mut();
+    let request = match Request::decode(op_code, body) {
+        Ok(r) => r,
+        Err(e) => {
+            // ZooKeeper answers an unknown or undecodable request and drops the client.
+            warn!(
+                "connection {}: undecodable request op {op_code}: {e}; closing",
+                conn.peer
+            );
+            let code = if matches!(e, crate::proto::jute::DecodeError::UnknownOpcode(_)) {
+                ErrorCode::Unimplemented
+            } else {
+                ErrorCode::MarshallingError
+            };
+            encode_error(&mut out, xid, zxid, code);
+            return LocalOutcome::CloseAfterFlush;
+        }
+    };
+    let ctx = Ctx {
+        shard,
+        conn,
+        version: &version,
+        xid,
+        zxid,
+    };
+    let result = match request {
+        Request::Auth { scheme, auth, .. } => return ctx.auth(&mut out, scheme, auth),
+        Request::Sasl { .. } => {
+            info!(
+                "connection {}: SASL is not configured; AUTHFAILED",
+                conn.peer
+            );
+            encode_error(&mut out, xid, zxid, ErrorCode::AuthFailed);
+            return LocalOutcome::CloseAfterFlush;
+        }
+        other => ctx.read(&mut out, other),
+    };
+    if let Err(code) = result {
+        encode_error(&mut out, xid, zxid, code);
+    }
+    LocalOutcome::Continue
+}
+
+struct Ctx<'a> {
+    shard: &'a Shard,
+    conn: &'a Rc<Conn>,
+    version: &'a DataTree,
+    xid: i32,
+    zxid: i64,
+}
+
+type Reply = Result<(), ErrorCode>;
+
+impl Ctx<'_> {
+    fn header(&self) -> ReplyHeader {
+        ReplyHeader {
+            xid: self.xid,
+            zxid: self.zxid,
+            err: 0,
+        }
+    }
+
+    fn reply(&self, out: &mut Vec<u8>, body: &Response<'_>) -> Reply {
+        encode_reply(out, &self.header(), body);
+        Ok(())
+    }
+
+    fn node(&self, path: &str) -> Result<&Node, ErrorCode> {
+        validate_path(path)?;
+        self.version.get(path).ok_or(ErrorCode::NoNode)
+    }
+
+    fn require(&self, node: &Node, perm: i32) -> Reply {
+        if check_acl(&node.acl, perm, &self.conn.auth.borrow()) {
+            Ok(())
+        } else {
+            Err(ErrorCode::NoAuth)
+        }
+    }
+
+    fn watch(&self, kind: WatchKind, path: &str) {
+        self.shard
+            .watches
+            .borrow_mut()
+            .add(kind, path, self.conn.id);
+        self.shard.publish_watch_count();
+    }
+
+    fn read(&self, out: &mut Vec<u8>, request: Request<'_>) -> Reply {
+        match request {
+            Request::Ping => {
+                let header = ReplyHeader {
+                    xid: xid::PING,
+                    zxid: self.zxid,
+                    err: 0,
+                };
+                encode_reply(out, &header, &Response::Empty);
+                Ok(())
+            }
+            Request::Exists { path, watch } => self.exists(out, path, watch),
+            Request::GetData { path, watch } => {
+                let node = self.node(path)?;
+                self.require(node, perms::READ)?;
+                if watch {
+                    self.watch(WatchKind::Data, path);
+                }
+                self.reply(out, &Response::Data(&node.data, node.stat))
+            }
+            Request::GetChildren { path, watch } => self.children(out, path, watch, false),
+            Request::GetChildren2 { path, watch } => self.children(out, path, watch, true),
+            Request::GetAcl { path } => {
+                let node = self.node(path)?;
+                self.require(node, perms::READ | perms::ADMIN)?;
+                self.reply(out, &Response::Acl(&node.acl, node.stat))
+            }
+            Request::GetEphemerals { prefix } => {
+                validate_path(prefix)?;
+                let paths = self
+                    .version
+                    .ephemerals_of(self.conn.session_id.get(), prefix);
+                self.reply(
+                    out,
+                    &Response::Strings(paths.iter().map(String::as_str).collect()),
+                )
+            }
+            Request::GetAllChildrenNumber { path } => {
+                let node = self.node(path)?;
+                self.require(node, perms::READ)?;
+                let count = self.version.all_children_number(path).unwrap_or(0);
+                self.reply(out, &Response::Count(count as i32))
+            }
+            Request::MultiRead(ops) => self.multi_read(out, &ops),
+            Request::WhoAmI => {
+                let auth = self.conn.auth.borrow();
+                let ids = auth
+                    .ids
+                    .iter()
+                    .map(|id| (id.scheme.as_str(), id.id.as_str()))
+                    .collect();
+                self.reply(out, &Response::WhoAmI(ids))
+            }
+            Request::SetWatches {
+                relative_zxid,
+                data,
+                exist,
+                child,
+                persistent,
+                persistent_recursive,
+            } => self.set_watches(
+                out,
+                relative_zxid,
+                [&data, &exist, &child, &persistent, &persistent_recursive],
+            ),
+            Request::AddWatch { path, mode } => {
+                validate_path(path)?;
+                let kind = match mode {
+                    add_watch_mode::PERSISTENT => WatchKind::Persistent,
+                    add_watch_mode::PERSISTENT_RECURSIVE => WatchKind::Recursive,
+                    _ => return Err(ErrorCode::BadArguments),
+                };
+                self.watch(kind, path);
+                self.reply(out, &Response::Empty)
+            }
+            Request::RemoveWatches { path, watcher_type } => {
+                validate_path(path)?;
+                let removed =
+                    self.shard
+                        .watches
+                        .borrow_mut()
+                        .remove(path, watcher_type, self.conn.id);
+                self.shard.publish_watch_count();
+                if removed {
+                    self.reply(out, &Response::Empty)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            Request::CheckWatches { path, watcher_type } => {
+                validate_path(path)?;
+                if self
+                    .shard
+                    .watches
+                    .borrow()
+                    .check(path, watcher_type, self.conn.id)
+                {
+                    self.reply(out, &Response::Empty)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            // Writes never reach here (the connection routes them to the pipeline).
+            other => {
+                warn!("op {} routed to the shard by mistake", other.op());
+                Err(ErrorCode::Unimplemented)
+            }
+        }
+    }
+
+    fn exists(&self, out: &mut Vec<u8>, path: &str, watch: bool) -> Reply {
+        validate_path(path)?;
+        match self.version.get(path) {
+            Some(node) => {
+                // ZooKeeper 3.9.2+ checks READ on exists.
+                self.require(node, perms::READ)?;
+                if watch {
+                    self.watch(WatchKind::Data, path);
+                }
+                self.reply(out, &Response::Stat(node.stat))
+            }
+            None => {
+                // exists on a missing node still leaves a watch for its creation.
+                if watch {
+                    self.watch(WatchKind::Data, path);
+                }
+                Err(ErrorCode::NoNode)
+            }
+        }
+    }
+
+    fn children(&self, out: &mut Vec<u8>, path: &str, watch: bool, with_stat: bool) -> Reply {
+        let node = self.node(path)?;
+        self.require(node, perms::READ)?;
+        if watch {
+            self.watch(WatchKind::Child, path);
+        }
+        let names = node.children.iter().map(|name| &**name);
+        let stat = with_stat.then_some(&node.stat);
+        encode_children(out, &self.header(), names, stat);
+        Ok(())
+    }
+
+    fn multi_read(&self, out: &mut Vec<u8>, ops: &[Request<'_>]) -> Reply {
+        let results = ops.iter().map(|req| self.multi_read_one(req)).collect();
+        self.reply(out, &Response::Multi(results))
+    }
+
+    fn multi_read_one<'v>(&'v self, req: &Request<'_>) -> MultiResult<'v> {
+        let result = match req {
+            Request::GetData { path, .. } => self.node(path).and_then(|node| {
+                self.require(node, perms::READ)?;
+                Ok(MultiResult::GetData {
+                    data: &node.data,
+                    stat: node.stat,
+                })
+            }),
+            Request::GetChildren { path, .. } => self.node(path).and_then(|node| {
+                self.require(node, perms::READ)?;
+                Ok(MultiResult::GetChildren {
+                    children: node.children.iter().map(|n| &**n).collect(),
+                })
+            }),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        result.unwrap_or_else(|err| MultiResult::Error { err })
+    }
+
+    /// setWatches(2) on reconnect: fire what the client missed since
+    /// `relative_zxid`, re-register the rest (ZooKeeper's DataTree.setWatches).
+    fn set_watches(&self, out: &mut Vec<u8>, relative_zxid: i64, lists: [&Vec<&str>; 5]) -> Reply {
+        let [data, exist, child, persistent, recursive] = lists;
+        let event_zxid = self.zxid;
+        let fire = |event: EventType, path: &str, node: Option<&Node>| {
+            let readable =
+                node.is_none_or(|n| check_acl(&n.acl, perms::READ, &self.conn.auth.borrow()));
+            if readable {
+                self.conn
+                    .push_event(event_zxid, event, keeper_state::SYNC_CONNECTED, path);
+            }
+        };
+        for &path in data {
+            match self.version.get(path) {
+                None => fire(EventType::NodeDeleted, path, None),
+                Some(n) if n.stat.mzxid > relative_zxid => {
+                    fire(EventType::NodeDataChanged, path, Some(n))
+                }
+                Some(_) => self.watch(WatchKind::Data, path),
+            }
+        }
+        for &path in exist {
+            match self.version.get(path) {
+                Some(n) => fire(EventType::NodeCreated, path, Some(n)),
+                None => self.watch(WatchKind::Data, path),
+            }
+        }
+        for &path in child {
+            match self.version.get(path) {
+                None => fire(EventType::NodeDeleted, path, None),
+                Some(n) if n.stat.pzxid > relative_zxid => {
+                    fire(EventType::NodeChildrenChanged, path, Some(n))
+                }
+                Some(_) => self.watch(WatchKind::Child, path),
+            }
+        }
+        for &path in persistent {
+            self.watch(WatchKind::Persistent, path);
+        }
+        for &path in recursive {
+            self.watch(WatchKind::Recursive, path);
+        }
+        let header = ReplyHeader {
+            xid: xid::SET_WATCHES,
+            zxid: self.zxid,
+            err: 0,
+        };
+        encode_reply(out, &header, &Response::Empty);
+        Ok(())
+    }
+
+    /// addauth: digest is the only scheme a client can authenticate with here;
+    /// anything else is AUTHFAILED and the connection closes (as in ZooKeeper).
+    fn auth(&self, out: &mut Vec<u8>, scheme: &str, auth: &[u8]) -> LocalOutcome {
+        let header = |err: ErrorCode| ReplyHeader {
+            xid: xid::AUTH,
+            zxid: 0,
+            err: err.code(),
+        };
+        match scheme {
+            // ZooKeeper's digest provider accepts any credentials: they only
+            // decide which digest id the session gets.
+            SCHEME_DIGEST => {
+                let credentials = String::from_utf8_lossy(auth);
+                let mut info = (**self.conn.auth.borrow()).clone();
+                info.add_digest(&credentials, self.shard.cfg.super_digest.as_deref());
+                *self.conn.auth.borrow_mut() = Arc::new(info);
+                encode_reply(out, &header(ErrorCode::Ok), &Response::Empty);
+                LocalOutcome::Continue
+            }
+            _ => {
+                warn!(
+                    "connection {}: authentication failed for scheme '{scheme}'",
+                    self.conn.peer
+                );
+                encode_reply(out, &header(ErrorCode::AuthFailed), &Response::Empty);
+                LocalOutcome::CloseAfterFlush
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! A shard executor's state: its connections, their watches, the tree version
+//! it last adopted, and its queue to the pipeline. Everything here is touched
+//! by one thread only (Rc/RefCell, no locks); the pipeline reaches a shard only
+//! through its commit notices.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::ConnectedSender;
+use hashbrown::HashMap;
+
+use super::conn::Conn;
+use super::messages::*;
+use super::registry::ConnRegistry;
+use super::stats::ServerStats;
+use super::SharedState;
+use crate::config::Config;
+use crate::proto::{keeper_state, perms, SessionId};
+use crate::tree::acl::check_acl;
+use crate::tree::DataTree;
+use crate::watch::WatchRegistry;
+
+/// A wake-up signal between tasks of one executor: ringing never blocks and
+/// rings that arrive while one is pending merge into one.
+pub struct Bell {
+    tx: LocalSender<()>,
+    rx: LocalReceiver<()>,
+}
+
+impl Bell {
+    pub fn new() -> Self {
+        let (tx, rx) = local_channel::new_bounded(1);
+        Bell { tx, rx }
+    }
+    pub fn ring(&self) {
+        let _ = self.tx.try_send(());
+    }
+    pub async fn wait(&self) {
+        let _ = self.rx.recv().await;
+    }
+}
+
+impl Default for Bell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Shard {
+    pub index: usize,
+    pub cfg: Arc<Config>,
+    pub stats: Arc<ServerStats>,
+    pub registry: Arc<ConnRegistry>,
+    pub version: RefCell<DataTree>,
+    pub conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    pub watches: RefCell<WatchRegistry>,
+    /// Connections per client IP, across all shards (`maxClientCnxns`).
+    pub ip_counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// This shard's share of `globalOutstandingLimit`.
+    pub outstanding_max: u32,
+    pub outstanding: Cell<u32>,
+    /// Connections whose reader waits for the shard's outstanding count to drop.
+    blocked_readers: RefCell<Vec<u64>>,
+    outbound: RefCell<VecDeque<ToPipeline>>,
+    outbound_bell: Bell,
+    /// Sessions with activity since the last touch report.
+    touched: RefCell<Vec<SessionId>>,
+    touch_epoch: Cell<u64>,
+    next_conn_id: Cell<u64>,
+    /// Set when the first commit notice arrived (the shard has a version to serve).
+    pub ready: Cell<bool>,
+    pub shutting_down: Cell<bool>,
+}
+
+impl Shard {
+    pub fn new(index: usize, cfg: Arc<Config>, shared: &SharedState) -> Self {
+        let shards = cfg.shards() as u32;
+        let outstanding_max = (cfg.global_outstanding_limit / shards).max(1);
+        Shard {
+            index,
+            cfg,
+            stats: shared.stats.clone(),
+            registry: shared.registry.clone(),
+            version: RefCell::new(DataTree::new()),
+            conns: RefCell::new(HashMap::new()),
+            watches: RefCell::new(WatchRegistry::new()),
+            ip_counts: shared.ip_counts.clone(),
+            outstanding_max,
+            outstanding: Cell::new(0),
+            blocked_readers: RefCell::new(Vec::new()),
+            outbound: RefCell::new(VecDeque::new()),
+            outbound_bell: Bell::new(),
+            touched: RefCell::new(Vec::new()),
+            touch_epoch: Cell::new(1),
+            next_conn_id: Cell::new(1),
+            ready: Cell::new(false),
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        id
+    }
+
+    /// Queues a message for the pipeline; never blocks (the queue is bounded by
+    /// the outstanding limits: every write holds an outstanding slot).
+    pub fn send_to_pipeline(&self, msg: ToPipeline) {
+        self.outbound.borrow_mut().push_back(msg);
+        self.outbound_bell.ring();
+    }
+
+    /// Moves queued messages into the pipeline channel; awaiting there is the
+    /// backpressure from the pipeline to this shard.
+    pub async fn run_outbound(self: Rc<Self>, tx: ConnectedSender<ToPipeline>) {
+        loop {
+            let next = self.outbound.borrow_mut().pop_front();
+            match next {
+                Some(msg) => {
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                None if self.shutting_down.get() => return,
+                None => self.outbound_bell.wait().await,
+            }
+        }
+    }
+
+    /// Records activity of a session, once per touch period.
+    pub fn touch(&self, conn: &Conn) {
+        let epoch = self.touch_epoch.get();
+        if conn.touch_epoch.replace(epoch) != epoch {
+            let id = conn.session_id.get();
+            if id != 0 {
+                self.touched.borrow_mut().push(id);
+            }
+        }
+    }
+
+    /// Reports the touched sessions to the pipeline (called every half tick).
+    pub fn flush_touches(&self) {
+        self.touch_epoch.set(self.touch_epoch.get() + 1);
+        let ids = std::mem::take(&mut *self.touched.borrow_mut());
+        if !ids.is_empty() {
+            for chunk in ids.chunks(crate::limits::TOUCH_BATCH_MAX) {
+                self.send_to_pipeline(ToPipeline::Touch(chunk.to_vec()));
+            }
+        }
+    }
+
+    pub fn acquire_outstanding(&self) -> bool {
+        let now = self.outstanding.get();
+        if now >= self.outstanding_max {
+            return false;
+        }
+        self.outstanding.set(now + 1);
+        true
+    }
+
+    pub fn release_outstanding(&self) {
+        self.outstanding.set(self.outstanding.get() - 1);
+        let blocked = std::mem::take(&mut *self.blocked_readers.borrow_mut());
+        if !blocked.is_empty() {
+            let conns = self.conns.borrow();
+            for id in blocked {
+                if let Some(conn) = conns.get(&id) {
+                    conn.reader_bell.ring();
+                }
+            }
+        }
+    }
+
+    pub fn block_reader(&self, conn_id: u64) {
+        self.blocked_readers.borrow_mut().push(conn_id);
+    }
+
+    /// Applies one commit notice in the order the ordering rules need.
+    pub fn on_commit(&self, notice: CommitNotice) {
+        let mut dirty: Vec<Rc<Conn>> = Vec::new();
+        *self.version.borrow_mut() = notice.version;
+        self.fire_events(&notice.events, &mut dirty);
+        self.stats.shards[self.index]
+            .session_count
+            .store(notice.session_count as u64, Relaxed);
+        self.ready.set(true);
+        for reply in notice.replies {
+            if let Some(conn) = self.conn(reply.conn_id) {
+                conn.on_write_reply(self, reply);
+                mark_dirty(&mut dirty, conn);
+            }
+        }
+        for connect in notice.connects {
+            if let Some(conn) = self.conn(connect.conn_id) {
+                conn.on_connect_reply(connect.outcome);
+            }
+        }
+        for (conn_id, reason) in notice.closes {
+            if let Some(conn) = self.conn(conn_id) {
+                tracing::info!(
+                    "closing connection {} of session 0x{:x}: {reason:?}",
+                    conn.peer,
+                    conn.session_id.get()
+                );
+                conn.close_now();
+            }
+        }
+        for conn in dirty {
+            conn.dirty.set(false);
+            conn.writer_bell.ring();
+        }
+        self.publish_watch_count();
+    }
+
+    fn conn(&self, conn_id: u64) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(&conn_id).cloned()
+    }
+
+    /// Sends each watcher its events, if it may READ the node the event is
+    /// about (the event carries that node's ACL, also for deleted nodes).
+    fn fire_events(&self, events: &[(i64, crate::tree::TreeEvent)], dirty: &mut Vec<Rc<Conn>>) {
+        if events.is_empty() || self.watches.borrow().is_empty() {
+            return;
+        }
+        for (zxid, event) in events {
+            let watchers = self.watches.borrow_mut().trigger(event.event, &event.path);
+            for watcher in watchers {
+                let Some(conn) = self.conn(watcher) else {
+                    continue;
+                };
+                if check_acl(&event.acl, perms::READ, &conn.auth.borrow()) {
+                    conn.push_event(
+                        *zxid,
+                        event.event,
+                        keeper_state::SYNC_CONNECTED,
+                        &event.path,
+                    );
+                    mark_dirty(dirty, conn);
+                }
+            }
+        }
+    }
+
+    pub fn publish_watch_count(&self) {
+        let count = self.watches.borrow().len() as u64;
+        self.stats.shards[self.index]
+            .watch_count
+            .store(count, Relaxed);
+    }
+
+    /// Admits a connection from `ip` under `maxClientCnxns`; false = refuse.
+    pub fn admit_ip(&self, ip: IpAddr) -> bool {
+        let max = self.cfg.max_client_cnxns;
+        let mut counts = self.ip_counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if max != 0 && *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    pub fn release_ip(&self, ip: IpAddr) {
+        let mut counts = self.ip_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<Rc<Conn>>, conn: Rc<Conn>) {
+    if !conn.dirty.replace(true) {
+        dirty.push(conn);
+    }
+}

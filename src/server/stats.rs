@@ -1,0 +1,112 @@
+//! Server counters for the four-letter words. Each shard writes only its own
+//! cache-padded slot (relaxed atomics, no sharing on the hot path); readers sum.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+#[derive(Default)]
+pub struct ShardCounters {
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub connections: AtomicU64,
+    pub outstanding: AtomicU64,
+    pub latency_total_ms: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_max_ms: AtomicU64,
+    pub latency_min_ms: AtomicU64,
+    pub watch_count: AtomicU64,
+    pub session_count: AtomicU64,
+    pub frames_rejected: AtomicU64,
+}
+
+pub struct ServerStats {
+    pub shards: Vec<CachePadded<ShardCounters>>,
+    pub started: Instant,
+}
+
+/// Sums of all shards' counters at one moment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub connections: u64,
+    pub outstanding: u64,
+    pub latency_avg_ms: u64,
+    pub latency_max_ms: u64,
+    pub latency_min_ms: u64,
+    pub watch_count: u64,
+    pub frames_rejected: u64,
+}
+
+impl ServerStats {
+    pub fn new(shards: usize) -> Self {
+        let shards = (0..shards)
+            .map(|_| {
+                let c = ShardCounters::default();
+                c.latency_min_ms.store(u64::MAX, Relaxed);
+                CachePadded::new(c)
+            })
+            .collect();
+        ServerStats {
+            shards,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn record_latency(&self, shard: usize, ms: u64) {
+        let c = &self.shards[shard];
+        c.latency_total_ms.fetch_add(ms, Relaxed);
+        c.latency_count.fetch_add(1, Relaxed);
+        c.latency_max_ms.fetch_max(ms, Relaxed);
+        c.latency_min_ms.fetch_min(ms, Relaxed);
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            latency_min_ms: u64::MAX,
+            ..Totals::default()
+        };
+        let (mut lat_total, mut lat_count) = (0, 0);
+        for c in &self.shards {
+            t.packets_received += c.packets_received.load(Relaxed);
+            t.packets_sent += c.packets_sent.load(Relaxed);
+            t.connections += c.connections.load(Relaxed);
+            t.outstanding += c.outstanding.load(Relaxed);
+            t.watch_count += c.watch_count.load(Relaxed);
+            t.frames_rejected += c.frames_rejected.load(Relaxed);
+            t.latency_max_ms = t.latency_max_ms.max(c.latency_max_ms.load(Relaxed));
+            t.latency_min_ms = t.latency_min_ms.min(c.latency_min_ms.load(Relaxed));
+            lat_total += c.latency_total_ms.load(Relaxed);
+            lat_count += c.latency_count.load(Relaxed);
+        }
+        if t.latency_min_ms == u64::MAX {
+            t.latency_min_ms = 0;
+        }
+        t.latency_avg_ms = lat_total.checked_div(lat_count).unwrap_or(0);
+        t
+    }
+
+    /// Live sessions as of the newest commit any shard saw.
+    pub fn session_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| c.session_count.load(Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `srst`: reset the latency and packet counters.
+    pub fn reset(&self) {
+        for c in &self.shards {
+            c.packets_received.store(0, Relaxed);
+            c.packets_sent.store(0, Relaxed);
+            c.latency_total_ms.store(0, Relaxed);
+            c.latency_count.store(0, Relaxed);
+            c.latency_max_ms.store(0, Relaxed);
+            c.latency_min_ms.store(u64::MAX, Relaxed);
+        }
+    }
+}
