@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with the Rust toolchain:
+# installs what the tests need (Apache ZooKeeper + zkCli.sh for the differential
+# and CLI tests, kazoo and pytest), then runs lint, unit, wire and compat tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*"; }
+
+install_deps() {
+  local need_apt=()
+  [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+  command -v java >/dev/null || need_apt+=(default-jre-headless)
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    log "installing Debian packages: ${need_apt[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need_apt[@]}"
+  fi
+  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+    log "installing Python packages"
+    python3 -m pip install -q -r tests/compat/requirements.txt
+  fi
+}
+
+install_deps
+
+log "format and lint"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+
+log "unit and wire tests (cargo test)"
+cargo test --release -- --test-threads=2
+
+log "real-client compatibility tests (kazoo, zkCli.sh, differential vs Apache ZooKeeper)"
+export FERROKEEPER_BIN="$PWD/target/release/ferrokeeper"
+python3 -m pytest -q tests/compat
