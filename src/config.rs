@@ -252,7 +252,8 @@ impl Config {
             }
             "forceSync" => self.force_sync = parse_yes_no(value)?,
             "jute.maxbuffer" => {
-                self.frame_bytes_max = parse_range(value, 1024, limits::FRAME_BYTES_MAX_CAP)?
+                self.frame_bytes_max =
+                    parse_range(value, 1024u64, limits::FRAME_BYTES_MAX_CAP as u64)? as usize
             }
             "4lw.commands.whitelist" => self.four_letter_whitelist = parse_whitelist(value),
             "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
@@ -374,15 +375,15 @@ fn split_line(line: &str) -> Result<(&str, &str), String> {
 
 fn parse_range<T>(value: &str, min: T, max: T) -> Result<T, String>
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T: Into<i128> + TryFrom<i128> + std::fmt::Display + Copy,
 {
-    let n: T = value
+    let n: i128 = value
         .parse()
         .map_err(|_| format!("'{value}' is not a whole number"))?;
-    if n < min || n > max {
+    if n < min.into() || n > max.into() {
         return Err(format!("{value} is out of range [{min}, {max}]"));
     }
-    Ok(n)
+    T::try_from(n).map_err(|_| format!("{value} is out of range [{min}, {max}]"))
 }
 
 fn parse_dir(value: &str) -> Result<PathBuf, String> {

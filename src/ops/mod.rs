@@ -44,7 +44,7 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "wchs" => wchs(shard, &totals),
         "wchc" | "wchp" => wch_paths(shard, word == "wchc"),
         "dump" => dump(shard),
-        "dirs" => format!("datadir_size: 0\nlogdir_size: 0\n"),
+        "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
         "isro" => "rw".to_string(),
         "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
         other => format!("{other} is not executed because it is not supported by this server.\n"),

@@ -352,8 +352,9 @@ mod tests {
         assert!(!ip_matches("10.1.2.4", "10.1.2.3"));
         assert!(ip_matches("10.1.2.4", "10.1.0.0/16"));
         assert!(!ip_matches("10.2.2.4", "10.1.0.0/16"));
-        assert!(ip_matches("10.1.2.4", "10.1.2.0/30"));
-        assert!(!ip_matches("10.1.2.4", "10.1.2.0/31"));
+        assert!(ip_matches("10.1.2.4", "10.1.2.0/29"));
+        assert!(!ip_matches("10.1.2.4", "10.1.2.0/30"));
+        assert!(ip_matches("10.1.2.5", "10.1.2.4/31"));
         assert!(ip_matches("1.2.3.4", "0.0.0.0/0"));
         assert!(!ip_matches("1.2.3.4", "1.2.3.4/33"));
         assert!(!ip_matches("::1", "1.2.3.4/0"), "families never mix");
