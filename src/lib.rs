@@ -7,6 +7,7 @@
 //! - [`tree`]    the immutable, structurally shared data tree; txn prep and apply (pure).
 //! - [`session`] session table, timeouts and expiry driven by the caller's clock (pure).
 //! - [`watch`]   a shard's watch registry and who a change notifies (pure).
+//! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
 
@@ -16,5 +17,6 @@ pub mod ops;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod tree;
 pub mod watch;

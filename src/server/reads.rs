@@ -13,7 +13,7 @@ use super::shard::Shard;
 use crate::proto::response::{
     encode_children, encode_error, encode_reply, MultiResult, ReplyHeader, Response,
 };
-use crate::proto::{add_watch_mode, keeper_state, perms, xid, ErrorCode, EventType, Request};
+use crate::proto::{Acl, Id, add_watch_mode, keeper_state, perms, xid, ErrorCode, EventType, Request};
 use crate::tree::acl::{check_acl, SCHEME_DIGEST};
 use crate::tree::path::validate_path;
 use crate::tree::{DataTree, Node};
@@ -101,8 +101,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Reads look the path up as given: ZooKeeper validates paths of writes
+    /// only, so a malformed path on a read is simply NoNode.
     fn node(&self, path: &str) -> Result<&Node, ErrorCode> {
-        validate_path(path)?;
         self.version.get(path).ok_or(ErrorCode::NoNode)
     }
 
@@ -140,17 +141,12 @@ impl Ctx<'_> {
                 if watch {
                     self.watch(WatchKind::Data, path);
                 }
-                self.reply(out, &Response::Data(&node.data, node.stat))
+                self.reply(out, &Response::Data(&node.data, node.client_stat()))
             }
             Request::GetChildren { path, watch } => self.children(out, path, watch, false),
             Request::GetChildren2 { path, watch } => self.children(out, path, watch, true),
-            Request::GetAcl { path } => {
-                let node = self.node(path)?;
-                self.require(node, perms::READ | perms::ADMIN)?;
-                self.reply(out, &Response::Acl(&node.acl, node.stat))
-            }
+            Request::GetAcl { path } => self.get_acl(out, path),
             Request::GetEphemerals { prefix } => {
-                validate_path(prefix)?;
                 let paths = self
                     .version
                     .ephemerals_of(self.conn.session_id.get(), prefix);
@@ -171,7 +167,7 @@ impl Ctx<'_> {
                 let ids = auth
                     .ids
                     .iter()
-                    .map(|id| (id.scheme.as_str(), id.id.as_str()))
+                    .map(|id| (id.scheme.as_str(), user_name(id)))
                     .collect();
                 self.reply(out, &Response::WhoAmI(ids))
             }
@@ -232,8 +228,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// getACL needs READ or ADMIN; without ADMIN, digest ids are shown as
+    /// `user:x` so password hashes do not leak (as ZooKeeper does).
+    fn get_acl(&self, out: &mut Vec<u8>, path: &str) -> Reply {
+        let node = self.node(path)?;
+        self.require(node, perms::READ | perms::ADMIN)?;
+        let stat = node.client_stat();
+        if check_acl(&node.acl, perms::ADMIN, &self.conn.auth.borrow()) {
+            return self.reply(out, &Response::Acl(&node.acl, stat));
+        }
+        let redacted: Vec<Acl> = node.acl.iter().map(redact_digest).collect();
+        self.reply(out, &Response::Acl(&redacted, stat))
+    }
+
     fn exists(&self, out: &mut Vec<u8>, path: &str, watch: bool) -> Reply {
-        validate_path(path)?;
         match self.version.get(path) {
             Some(node) => {
                 // ZooKeeper 3.9.2+ checks READ on exists.
@@ -241,7 +249,7 @@ impl Ctx<'_> {
                 if watch {
                     self.watch(WatchKind::Data, path);
                 }
-                self.reply(out, &Response::Stat(node.stat))
+                self.reply(out, &Response::Stat(node.client_stat()))
             }
             None => {
                 // exists on a missing node still leaves a watch for its creation.
@@ -260,7 +268,8 @@ impl Ctx<'_> {
             self.watch(WatchKind::Child, path);
         }
         let names = node.children.iter().map(|name| &**name);
-        let stat = with_stat.then_some(&node.stat);
+        let stat = node.client_stat();
+        let stat = with_stat.then_some(&stat);
         encode_children(out, &self.header(), names, stat);
         Ok(())
     }
@@ -370,5 +379,25 @@ impl Ctx<'_> {
                 LocalOutcome::CloseAfterFlush
             }
         }
+    }
+}
+
+/// The user part of an id, as whoAmI reports it (digest `user:hash` -> `user`).
+fn user_name(id: &Id) -> &str {
+    if id.scheme == SCHEME_DIGEST {
+        id.id.split(':').next().unwrap_or(&id.id)
+    } else {
+        &id.id
+    }
+}
+
+fn redact_digest(acl: &Acl) -> Acl {
+    if acl.id.scheme != SCHEME_DIGEST {
+        return acl.clone();
+    }
+    let user = acl.id.id.split(':').next().unwrap_or_default();
+    Acl {
+        perms: acl.perms,
+        id: Id::new(SCHEME_DIGEST, &format!("{user}:x")),
     }
 }

@@ -5,6 +5,7 @@
 use super::messages::{WriteOutcome, WriteReply};
 use crate::proto::response::{encode_error, encode_reply, MultiResult, ReplyHeader, Response};
 use crate::proto::ErrorCode;
+use crate::tree::node::client_stat;
 use crate::tree::TxnResult;
 
 /// Encodes the reply to one write.
@@ -28,10 +29,10 @@ pub fn encode_write_reply(out: &mut Vec<u8>, reply: &WriteReply) {
 fn response(result: &TxnResult) -> Response<'_> {
     match result {
         TxnResult::Created { path, stat, kind } if kind.returns_stat() => {
-            Response::PathStat(path, *stat)
+            Response::PathStat(path, client_stat(stat))
         }
         TxnResult::Created { path, .. } => Response::Path(path),
-        TxnResult::SetData(stat) | TxnResult::SetAcl(stat) => Response::Stat(*stat),
+        TxnResult::SetData(stat) | TxnResult::SetAcl(stat) => Response::Stat(client_stat(stat)),
         TxnResult::Multi(results) => Response::Multi(results.iter().map(multi_result).collect()),
         TxnResult::MultiError(codes) => Response::Multi(
             codes
@@ -48,10 +49,10 @@ fn response(result: &TxnResult) -> Response<'_> {
 fn multi_result(result: &TxnResult) -> MultiResult<'_> {
     match result {
         TxnResult::Created { path, stat, kind } if kind.returns_stat() => {
-            MultiResult::Create2 { path, stat: *stat }
+            MultiResult::Create2 { path, stat: client_stat(stat) }
         }
         TxnResult::Created { path, .. } => MultiResult::Create { path },
-        TxnResult::SetData(stat) => MultiResult::SetData { stat: *stat },
+        TxnResult::SetData(stat) => MultiResult::SetData { stat: client_stat(stat) },
         TxnResult::Deleted => MultiResult::Delete,
         TxnResult::Checked => MultiResult::Check,
         TxnResult::Error(err) => MultiResult::Error { err: *err },

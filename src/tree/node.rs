@@ -73,3 +73,47 @@ pub fn ttl_owner(ttl_ms: i64) -> i64 {
     );
     (TTL_OWNER_TOP_BYTE << 56) | ttl_ms
 }
+
+/// The Stat as clients see it, translated like ZooKeeper's `DataNode.copyStat`:
+/// - the stored cversion counts child creates (sequential names use it), while
+///   clients see the count of child changes: every create has a delete except
+///   for the children still present, so `cversion * 2 - numChildren`;
+/// - ephemeralOwner is 0 for container and TTL nodes (their marker owners stay
+///   inside the server).
+pub fn client_stat(stat: &Stat) -> Stat {
+    let ephemeral_owner = match NodeKind::of_owner(stat.ephemeral_owner) {
+        NodeKind::Container | NodeKind::Ttl { .. } => 0,
+        _ => stat.ephemeral_owner,
+    };
+    Stat {
+        ephemeral_owner,
+        cversion: stat.cversion * 2 - stat.num_children,
+        ..*stat
+    }
+}
+
+impl Node {
+    pub fn client_stat(&self) -> Stat {
+        client_stat(&self.stat)
+    }
+}
+
+#[cfg(test)]
+mod client_stat_tests {
+    use super::*;
+
+    #[test]
+    fn cversion_counts_changes_and_markers_are_hidden() {
+        let stored = Stat {
+            cversion: 3,
+            num_children: 1,
+            ephemeral_owner: CONTAINER_EPHEMERAL_OWNER,
+            ..Stat::default()
+        };
+        let seen = client_stat(&stored);
+        assert_eq!(seen.cversion, 5, "3 creates and 2 deletes");
+        assert_eq!(seen.ephemeral_owner, 0);
+        assert_eq!(client_stat(&Stat { ephemeral_owner: ttl_owner(5000), ..stored }).ephemeral_owner, 0);
+        assert_eq!(client_stat(&Stat { ephemeral_owner: 42, ..stored }).ephemeral_owner, 42);
+    }
+}

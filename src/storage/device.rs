@@ -1,0 +1,189 @@
+//! The I/O boundary of the write-ahead log. The WAL only ever talks to a
+//! [`LogStore`] (the log directory) and its [`LogDevice`]s (segment files),
+//! so the same WAL logic runs on `std::fs` today, on a simulated disk in the
+//! crash tests, and can be ported to glommio's DMA files later.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// One segment file opened for writing.
+pub trait LogDevice {
+    /// Writes all of `bytes` at `offset_bytes`; not durable until `sync_data`.
+    fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()>;
+    /// fdatasync: everything written so far survives a crash once this returns.
+    fn sync_data(&mut self) -> io::Result<()>;
+    fn len_bytes(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros).
+    fn set_len(&mut self, len_bytes: u64) -> io::Result<()>;
+    /// Reserves space up to `len_bytes` (never shrinks); reads of the new
+    /// space return zeros, which the log format reads as "end of log".
+    fn preallocate(&mut self, len_bytes: u64) -> io::Result<()> {
+        if self.len_bytes()? < len_bytes {
+            self.set_len(len_bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The directory holding the segments.
+pub trait LogStore {
+    type Device: LogDevice;
+    /// File names in the directory (not paths).
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Creates a new, empty file; fails if it exists.
+    fn create(&mut self, name: &str) -> io::Result<Self::Device>;
+    /// Opens an existing file for writing.
+    fn open(&mut self, name: &str) -> io::Result<Self::Device>;
+    fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// Makes creations and removals in the directory durable.
+    fn sync_dir(&mut self) -> io::Result<()>;
+    /// How to name the file in messages (its full path for real files).
+    fn display(&self, name: &str) -> String;
+}
+
+pub struct FsLogStore {
+    dir: PathBuf,
+}
+
+impl FsLogStore {
+    /// Creates the directory if needed.
+    pub fn new(dir: &Path) -> io::Result<FsLogStore> {
+        fs::create_dir_all(dir)?;
+        Ok(FsLogStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl LogStore for FsLogStore {
+    type Device = FileDevice;
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        list_names(&self.dir)
+    }
+
+    fn create(&mut self, name: &str) -> io::Result<FileDevice> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.dir.join(name))?;
+        Ok(FileDevice { file })
+    }
+
+    fn open(&mut self, name: &str) -> io::Result<FileDevice> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(name))?;
+        Ok(FileDevice { file })
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.dir.join(name))
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.dir.join(name))
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        sync_dir(&self.dir)
+    }
+
+    fn display(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+pub struct FileDevice {
+    file: File,
+}
+
+impl LogDevice for FileDevice {
+    fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset_bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn set_len(&mut self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+
+    /// posix_fallocate reserves real blocks (a sparse `set_len` would make
+    /// every later append allocate, i.e. a metadata update per fdatasync).
+    fn preallocate(&mut self, len_bytes: u64) -> io::Result<()> {
+        let current = self.len_bytes()?;
+        if current >= len_bytes {
+            return Ok(());
+        }
+        let extra = (len_bytes - current) as libc::off_t;
+        // SAFETY: the fd is open and owned by `self.file` for the whole call.
+        let rc =
+            unsafe { libc::posix_fallocate(self.file.as_raw_fd(), current as libc::off_t, extra) };
+        match rc {
+            0 => Ok(()),
+            libc::EOPNOTSUPP | libc::EINVAL => self.file.set_len(len_bytes),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Names of the entries of `dir` that are valid UTF-8 (ours always are).
+pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// fsync of a directory: makes a create, rename or unlink in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `name` in `dir` so that after a crash it is either absent (or
+/// the old version) or complete: temp file, fsync, rename, fsync of the dir.
+pub fn write_atomically(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let mut writer = io::BufWriter::new(&file);
+    fill(&mut writer)?;
+    io::Write::flush(&mut writer)?;
+    drop(writer);
+    file.sync_all()?;
+    let target = dir.join(name);
+    fs::rename(&tmp, &target)?;
+    sync_dir(dir)?;
+    Ok(target)
+}
+
+/// Suffix of files being written by [`write_atomically`]; a leftover one is
+/// an interrupted write and is ignored (and removed at recovery).
+pub const TMP_SUFFIX: &str = ".tmp";

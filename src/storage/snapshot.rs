@@ -1,0 +1,209 @@
+//! Snapshots: one immutable tree version plus the open sessions at the same
+//! zxid, written atomically (temp file, fsync, rename, dir fsync) and
+//! protected by a CRC32C trailer. Writing needs only a `DataTree` clone, so it
+//! runs on any thread while the pipeline goes on.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::device::{list_names, write_atomically};
+use super::format::{parse_zxid_name, snapshot_name, DbId, SNAPSHOT_PREFIX};
+use super::limits::{SNAPSHOT_NODES_MAX, SNAPSHOT_SESSIONS_MAX};
+use super::sessions::OpenSessions;
+use super::{IoContext, StorageError};
+use crate::proto::jute::{
+    put_acl_vec, put_bytes, put_i32, put_i64, put_stat, put_str, DecodeError, Reader,
+};
+use crate::tree::{path, DataTree};
+
+pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FKSN";
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const CRC_BYTES: usize = 4;
+
+/// Writes `snapshot.<zxid>` for `tree` (its `last_zxid`) and `sessions`,
+/// which must describe the same zxid. Returns the file's path.
+pub fn write_snapshot(
+    dir: &Path,
+    db_id: DbId,
+    tree: &DataTree,
+    sessions: &OpenSessions,
+) -> Result<PathBuf, StorageError> {
+    let name = snapshot_name(tree.last_zxid());
+    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    write_atomically(dir, &name, |w| {
+        let mut out = CrcWriter { inner: w, crc: 0 };
+        write_body(&mut out, db_id, tree, sessions)?;
+        let crc = out.crc;
+        out.inner.write_all(&crc.to_be_bytes())
+    })
+    .ctx(|| format!("writing snapshot {}", dir.join(&name).display()))
+}
+
+/// Checksums everything written through it.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_body(
+    out: &mut impl Write,
+    db_id: DbId,
+    tree: &DataTree,
+    sessions: &OpenSessions,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(64 << 10);
+    buf.extend_from_slice(&SNAPSHOT_MAGIC);
+    put_i32(&mut buf, SNAPSHOT_FORMAT_VERSION as i32);
+    buf.extend_from_slice(&db_id);
+    put_i64(&mut buf, tree.last_zxid());
+    put_i64(&mut buf, sessions.len() as i64);
+    for (id, timeout_ms) in sessions.iter() {
+        put_i64(&mut buf, id);
+        put_i32(&mut buf, timeout_ms);
+    }
+    put_i64(&mut buf, tree.node_count() as i64);
+    // Depth first from the root, so every parent precedes its children.
+    let mut stack = vec![path::ROOT.to_string()];
+    while let Some(node_path) = stack.pop() {
+        let node = tree.get(&node_path).expect("children are linked to nodes");
+        put_str(&mut buf, &node_path);
+        put_bytes(&mut buf, &node.data);
+        put_acl_vec(&mut buf, &node.acl);
+        put_stat(&mut buf, &node.stat);
+        for name in node.children.iter() {
+            stack.push(child_path(&node_path, name));
+        }
+        if buf.len() >= 32 << 10 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)
+}
+
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == path::ROOT {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Snapshot files in `dir` as (zxid, name), oldest first.
+pub fn list_snapshots(dir: &Path) -> io::Result<Vec<(i64, String)>> {
+    let mut found: Vec<(i64, String)> = match list_names(dir) {
+        Ok(names) => names
+            .into_iter()
+            .filter_map(|n| parse_zxid_name(&n, SNAPSHOT_PREFIX).map(|z| (z, n)))
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    found.sort();
+    Ok(found)
+}
+
+pub struct LoadedSnapshot {
+    pub zxid: i64,
+    pub tree: DataTree,
+    pub sessions: OpenSessions,
+}
+
+/// Reads and verifies one snapshot. The error says why it is unusable.
+pub fn read_snapshot(
+    file: &Path,
+    db_id: DbId,
+    zxid_in_name: i64,
+) -> Result<LoadedSnapshot, String> {
+    let bytes = fs::read(file).map_err(|e| e.to_string())?;
+    let body_len = bytes
+        .len()
+        .checked_sub(CRC_BYTES)
+        .ok_or("file shorter than its checksum")?;
+    let stored = u32::from_be_bytes(bytes[body_len..].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[..body_len]) != stored {
+        return Err("checksum mismatch".into());
+    }
+    let loaded = decode_body(&bytes[..body_len], db_id).map_err(|e| e.to_string())?;
+    if loaded.zxid != zxid_in_name {
+        return Err(format!(
+            "holds zxid {:#x}, its name says {zxid_in_name:#x}",
+            loaded.zxid
+        ));
+    }
+    Ok(loaded)
+}
+
+fn decode_body(body: &[u8], db_id: DbId) -> Result<LoadedSnapshot, DecodeError> {
+    let mut r = Reader::new(body);
+    if r.i32()?.to_be_bytes() != SNAPSHOT_MAGIC {
+        return Err(DecodeError::Invalid("bad magic"));
+    }
+    if r.i32()? as u32 != SNAPSHOT_FORMAT_VERSION {
+        return Err(DecodeError::Invalid("unsupported snapshot format version"));
+    }
+    let mut file_db_id = [0u8; 16];
+    for chunk in file_db_id.chunks_mut(8) {
+        chunk.copy_from_slice(&r.i64()?.to_be_bytes());
+    }
+    if file_db_id != db_id {
+        return Err(DecodeError::Invalid("snapshot of another database"));
+    }
+    let zxid = r.i64()?;
+    let sessions = decode_sessions(&mut r)?;
+    let mut tree = decode_nodes(&mut r)?;
+    if !r.is_empty() {
+        return Err(DecodeError::Invalid("trailing bytes"));
+    }
+    tree.set_last_zxid(zxid);
+    Ok(LoadedSnapshot {
+        zxid,
+        tree,
+        sessions,
+    })
+}
+
+fn decode_count(r: &mut Reader<'_>, max: u64) -> Result<u64, DecodeError> {
+    let n = r.i64()?;
+    if n < 0 || n as u64 > max {
+        return Err(DecodeError::Invalid("count out of range"));
+    }
+    Ok(n as u64)
+}
+
+fn decode_sessions(r: &mut Reader<'_>) -> Result<OpenSessions, DecodeError> {
+    let mut sessions = OpenSessions::new();
+    for _ in 0..decode_count(r, SNAPSHOT_SESSIONS_MAX)? {
+        let id = r.i64()?;
+        sessions.insert(id, r.i32()?);
+    }
+    Ok(sessions)
+}
+
+fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
+    let mut tree = DataTree::new();
+    for _ in 0..decode_count(r, SNAPSHOT_NODES_MAX)? {
+        let node_path = r.path()?;
+        let data = Bytes::copy_from_slice(r.bytes()?);
+        let acl = r.acl_vec()?;
+        let stat = r.stat()?;
+        tree.restore_node(node_path, data, acl, stat)
+            .map_err(|_| DecodeError::Invalid("node without parent or bad path"))?;
+    }
+    Ok(tree)
+}
