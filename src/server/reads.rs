@@ -13,7 +13,9 @@ use super::shard::Shard;
 use crate::proto::response::{
     encode_children, encode_error, encode_reply, MultiResult, ReplyHeader, Response,
 };
-use crate::proto::{Acl, Id, add_watch_mode, keeper_state, perms, xid, ErrorCode, EventType, Request};
+use crate::proto::{
+    add_watch_mode, keeper_state, perms, xid, Acl, ErrorCode, EventType, Id, Request,
+};
 use crate::tree::acl::{check_acl, SCHEME_DIGEST};
 use crate::tree::path::validate_path;
 use crate::tree::{DataTree, Node};
@@ -342,20 +344,16 @@ impl Ctx<'_> {
         for &path in recursive {
             self.watch(WatchKind::Recursive, path);
         }
-        let header = ReplyHeader {
-            xid: xid::SET_WATCHES,
-            zxid: self.zxid,
-            err: 0,
-        };
-        encode_reply(out, &header, &Response::Empty);
-        Ok(())
+        // Replies echo the request's xid (the Java client uses -8 here).
+        self.reply(out, &Response::Empty)
     }
 
     /// addauth: digest is the only scheme a client can authenticate with here;
     /// anything else is AUTHFAILED and the connection closes (as in ZooKeeper).
     fn auth(&self, out: &mut Vec<u8>, scheme: &str, auth: &[u8]) -> LocalOutcome {
+        // ZooKeeper answers auth with the request's own xid (the Java client uses -4).
         let header = |err: ErrorCode| ReplyHeader {
-            xid: xid::AUTH,
+            xid: self.xid,
             zxid: 0,
             err: err.code(),
         };

@@ -48,11 +48,14 @@ fn response(result: &TxnResult) -> Response<'_> {
 
 fn multi_result(result: &TxnResult) -> MultiResult<'_> {
     match result {
-        TxnResult::Created { path, stat, kind } if kind.returns_stat() => {
-            MultiResult::Create2 { path, stat: client_stat(stat) }
-        }
+        TxnResult::Created { path, stat, kind } if kind.returns_stat() => MultiResult::Create2 {
+            path,
+            stat: client_stat(stat),
+        },
         TxnResult::Created { path, .. } => MultiResult::Create { path },
-        TxnResult::SetData(stat) => MultiResult::SetData { stat: client_stat(stat) },
+        TxnResult::SetData(stat) => MultiResult::SetData {
+            stat: client_stat(stat),
+        },
         TxnResult::Deleted => MultiResult::Delete,
         TxnResult::Checked => MultiResult::Check,
         TxnResult::Error(err) => MultiResult::Error { err: *err },

@@ -113,7 +113,21 @@ mod client_stat_tests {
         let seen = client_stat(&stored);
         assert_eq!(seen.cversion, 5, "3 creates and 2 deletes");
         assert_eq!(seen.ephemeral_owner, 0);
-        assert_eq!(client_stat(&Stat { ephemeral_owner: ttl_owner(5000), ..stored }).ephemeral_owner, 0);
-        assert_eq!(client_stat(&Stat { ephemeral_owner: 42, ..stored }).ephemeral_owner, 42);
+        assert_eq!(
+            client_stat(&Stat {
+                ephemeral_owner: ttl_owner(5000),
+                ..stored
+            })
+            .ephemeral_owner,
+            0
+        );
+        assert_eq!(
+            client_stat(&Stat {
+                ephemeral_owner: 42,
+                ..stored
+            })
+            .ephemeral_owner,
+            42
+        );
     }
 }
