@@ -39,6 +39,8 @@ pub const SEND_BUFFER_HARD_CAP_BYTES: usize = 128 << 20;
 pub const TO_PIPELINE_CHANNEL_CAP: usize = 4096;
 /// Capacity of the pipeline -> shard channel (commit notices and control).
 pub const TO_SHARD_CHANNEL_CAP: usize = 1024;
+/// Messages the pipeline holds taken from the shard channels but not yet handled.
+pub const PIPELINE_INBOX_MAX: usize = 8192;
 /// Most write requests the pipeline takes into one batch (one log append, one
 /// publish); ZooKeeper's `zookeeper.maxBatchSize` plays the same role.
 pub const BATCH_REQUESTS_MAX: usize = 1000;

@@ -41,7 +41,7 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         }
         "envi" => envi(shard),
         "mntr" => mntr(shard, &totals),
-        "wchs" => wchs(shard, &totals),
+        "wchs" => wchs(&totals),
         "wchc" | "wchp" => wch_paths(shard, word == "wchc"),
         "dump" => dump(shard),
         "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
@@ -157,12 +157,10 @@ fn mntr(shard: &Shard, t: &Totals) -> String {
     s
 }
 
-fn wchs(shard: &Shard, t: &Totals) -> String {
+fn wchs(t: &Totals) -> String {
     format!(
         "{} connections watching {} paths\nTotal watches:{}\n",
-        shard.registry.len(),
-        shard.watches.borrow().path_count(),
-        t.watch_count
+        t.watching_connections, t.watched_paths, t.watch_count
     )
 }
 

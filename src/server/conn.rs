@@ -21,11 +21,12 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::bell::Bell;
 use super::messages::*;
 use super::reads::{execute_local, LocalOutcome};
 use super::registry::ConnInfo;
 use super::replies::encode_write_reply;
-use super::shard::{Bell, Shard};
+use super::shard::Shard;
 use crate::limits;
 use crate::proto::frame::{self, FrameError};
 use crate::proto::response::encode_watch_event;
@@ -186,6 +187,13 @@ impl Conn {
                     index += 1;
                 }
                 Pending::Queued { .. } if index > 0 => return,
+                Pending::Queued { .. } if shard.is_behind() => {
+                    // Another shard may already have answered a newer write:
+                    // read only once this shard has adopted that version too.
+                    drop(pending);
+                    shard.wait_for_version(self.id);
+                    return;
+                }
                 Pending::Queued { .. } => {
                     let Some(Pending::Queued {
                         xid,
@@ -418,7 +426,16 @@ async fn handshake(
     shard
         .registry
         .insert(shard.index, conn.id, conn.info.clone());
-    let granted = connect(shard, &conn, &request).await;
+    let granted = match connect(shard, &conn, &request).await {
+        Attach::Granted(grant) => Some(grant),
+        Attach::Expired => None,
+        Attach::TooNew => {
+            // Never show a client an older view than it saw: close, no reply.
+            shard.conns.borrow_mut().remove(&conn.id);
+            shard.registry.remove(shard.index, conn.id);
+            return Ok(None);
+        }
+    };
     let response = match &granted {
         Some((session_id, timeout_ms, password)) => ConnectResponse {
             protocol_version: 0,
@@ -440,12 +457,14 @@ async fn handshake(
     Ok(Some((conn, writer_task)))
 }
 
-/// Asks the pipeline for the session; None = expired/unknown (or too new: closed).
-async fn connect(
-    shard: &Rc<Shard>,
-    conn: &Rc<Conn>,
-    request: &ConnectRequest<'_>,
-) -> Option<(SessionId, i32, [u8; 16])> {
+enum Attach {
+    Granted((SessionId, i32, [u8; 16])),
+    Expired,
+    TooNew,
+}
+
+/// Asks the pipeline for the session.
+async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_>) -> Attach {
     let mut password = [0u8; 16];
     let n = request.passwd.len().min(16);
     password[..n].copy_from_slice(&request.passwd[..n]);
@@ -472,21 +491,20 @@ async fn connect(
                     conn.timeout_ms.set(timeout_ms);
                     conn.info.session_id.store(session_id, Relaxed);
                     conn.info.timeout_ms.store(timeout_ms, Relaxed);
-                    Some((session_id, timeout_ms, password))
+                    Attach::Granted((session_id, timeout_ms, password))
                 }
-                ConnectOutcome::Expired => None,
+                ConnectOutcome::Expired => Attach::Expired,
                 ConnectOutcome::TooNew => {
                     info!(
                         "client {} has seen zxid 0x{:x}, newer than ours; closing",
                         conn.peer, request.last_zxid_seen
                     );
-                    conn.close_now();
-                    None
+                    Attach::TooNew
                 }
             };
         }
         if conn.closing.get() == Closing::Now {
-            return None;
+            return Attach::Expired;
         }
         conn.reader_bell.wait().await;
     }

@@ -1,6 +1,7 @@
 //! The glommio runtime: one shard executor per core serving clients, plus one
 //! pipeline executor that owns all writes. See docs/architecture.md.
 
+pub mod bell;
 pub mod conn;
 pub mod log;
 pub mod messages;
@@ -13,7 +14,7 @@ pub mod stats;
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,10 @@ pub struct SharedState {
     pub ip_counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
     pub shutdown: Arc<AtomicBool>,
     pub exited: Arc<AtomicUsize>,
+    /// Newest zxid published by the pipeline; a shard behind it delays reads
+    /// until it catches up, so a write answered on one shard is visible to
+    /// any read that arrives later on another (as on Apache standalone).
+    pub published_zxid: Arc<AtomicI64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         ip_counts: Arc::new(Mutex::new(HashMap::new())),
         shutdown: Arc::new(AtomicBool::new(false)),
         exited: Arc::new(AtomicUsize::new(0)),
+        published_zxid: Arc::new(AtomicI64::new(0)),
     });
     let (mut inbox, mut outbox, mut shard_ends) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..shards {
@@ -112,12 +118,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         outbox.push(to_shard_tx);
         shard_ends.push((to_pipe_tx, to_shard_rx));
     }
-    let mut handles = vec![spawn_pipeline(
-        cfg.clone(),
-        shared.exited.clone(),
-        inbox,
-        outbox,
-    )?];
+    let mut handles = vec![spawn_pipeline(cfg.clone(), shared.clone(), inbox, outbox)?];
     let (ready_tx, ready_rx) = mpsc::channel();
     for (index, (to_pipe, from_pipe)) in shard_ends.into_iter().enumerate() {
         let ends = ShardEnds {
@@ -160,14 +161,14 @@ fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
 
 fn spawn_pipeline(
     cfg: Arc<Config>,
-    exited: Arc<AtomicUsize>,
+    shared: Arc<SharedState>,
     inbox: Vec<SharedReceiver<ToPipeline>>,
     outbox: Vec<SharedSender<ToShard>>,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("fk-pipeline")
         .spawn(move || async move {
-            let _guard = ExitGuard(exited);
+            let _guard = ExitGuard(shared.exited.clone());
             let mut receivers = Vec::new();
             for rx in inbox {
                 receivers.push(rx.connect().await);
@@ -176,7 +177,9 @@ fn spawn_pipeline(
             for tx in outbox {
                 senders.push(tx.connect().await);
             }
-            Pipeline::new(cfg).run(receivers, senders).await;
+            Pipeline::new(cfg, shared.published_zxid.clone())
+                .run(receivers, senders)
+                .await;
         })
         .map_err(|e| StartError::Executor(e.to_string()))
 }

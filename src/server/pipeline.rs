@@ -4,16 +4,18 @@
 //! assigns zxids, passes the txns through the log stage, and only then
 //! publishes the new version with events and replies to every shard.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use tracing::{debug, info, warn};
 
+use super::bell::Bell;
 use super::log::{LoggedTxn, MemoryLog};
 use super::messages::*;
 use crate::config::Config;
@@ -54,7 +56,10 @@ impl Batch {
     }
 
     fn is_empty(&self) -> bool {
-        self.requests == 0 && self.closes.iter().all(Vec::is_empty)
+        self.requests == 0
+            && self.txns.is_empty()
+            && self.connects.iter().all(Vec::is_empty)
+            && self.closes.iter().all(Vec::is_empty)
     }
 }
 
@@ -68,6 +73,7 @@ pub struct Pipeline {
     prep_options: PrepOptions,
     /// The identity the server itself acts with (session close, reaping).
     system_auth: AuthInfo,
+    published_zxid: Arc<AtomicI64>,
 }
 
 fn unix_ms() -> i64 {
@@ -77,7 +83,7 @@ fn unix_ms() -> i64 {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Arc<Config>) -> Self {
+    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>) -> Self {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
         let secret: [u8; 16] = rand::random();
         let prep_options = PrepOptions {
@@ -91,6 +97,7 @@ impl Pipeline {
             started: Instant::now(),
             prep_options,
             system_auth: AuthInfo::superuser(),
+            published_zxid,
             cfg,
         }
     }
@@ -99,25 +106,35 @@ impl Pipeline {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// The pipeline's main loop: wait for work or a tick, drain what is
-    /// queued into one batch, log it, publish it. Ends when every shard is gone.
+    /// The pipeline's main loop: wait for work or a tick, take what is queued
+    /// into one batch, log it, publish it. Ends when every shard is gone.
     pub async fn run(
         mut self,
         inbox: Vec<ConnectedReceiver<ToPipeline>>,
         outbox: Vec<ConnectedSender<ToShard>>,
     ) {
         let tick = Duration::from_millis(self.cfg.tick_time_ms as u64);
+        let queue = Rc::new(Inbox::new(inbox.len()));
+        for (shard, rx) in inbox.into_iter().enumerate() {
+            glommio::spawn_local(forward(shard, rx, queue.clone())).detach();
+        }
         let mut next_expiry_ms = self.now_ms() + tick.as_millis() as u64;
         let mut next_reap_ms = self.now_ms() + self.cfg.container_check_interval_ms;
-        let mut open = vec![true; inbox.len()];
         // Publish the initial version so shards serve the built-in nodes.
         self.publish(Batch::new(outbox.len()), &outbox).await;
-        while open.iter().any(|o| *o) {
-            let mut batch = Batch::new(outbox.len());
-            if let Some((shard, msg)) = wait_any(&inbox, &mut open, tick / 2).await {
-                self.handle(shard, msg, &mut batch);
-                self.drain(&inbox, &mut open, &mut batch).await;
+        while queue.open.get() > 0 || !queue.is_empty() {
+            if queue.is_empty() {
+                futures_lite::future::or(queue.bell.wait(), async {
+                    glommio::timer::sleep(tick / 2).await;
+                })
+                .await;
             }
+            let mut batch = Batch::new(outbox.len());
+            while !batch.is_full() {
+                let Some(msg) = queue.pop() else { break };
+                self.handle(msg, &mut batch);
+            }
+            queue.ring_space();
             let now = self.now_ms();
             if now >= next_expiry_ms {
                 self.expire_sessions(now, &mut batch);
@@ -137,33 +154,7 @@ impl Pipeline {
         );
     }
 
-    /// Takes what is already queued, without waiting, until the batch is full.
-    async fn drain(
-        &mut self,
-        inbox: &[ConnectedReceiver<ToPipeline>],
-        open: &mut [bool],
-        batch: &mut Batch,
-    ) {
-        let mut progressed = true;
-        while progressed && !batch.is_full() {
-            progressed = false;
-            for (shard, rx) in inbox.iter().enumerate() {
-                if !open[shard] {
-                    continue;
-                }
-                match futures_lite::future::poll_once(rx.recv()).await {
-                    Some(Some(msg)) => {
-                        self.handle(shard, msg, batch);
-                        progressed = true;
-                    }
-                    Some(None) => open[shard] = false,
-                    None => {}
-                }
-            }
-        }
-    }
-
-    fn handle(&mut self, _shard: usize, msg: ToPipeline, batch: &mut Batch) {
+    fn handle(&mut self, msg: ToPipeline, batch: &mut Batch) {
         let now = self.now_ms();
         match msg {
             ToPipeline::Write(write) => self.handle_write(write, batch),
@@ -345,6 +336,10 @@ impl Pipeline {
             // The in-memory log cannot fail; the durable log will stop accepting writes here.
             panic!("log append failed: {e}");
         }
+        // Announce before sending, so no shard answers a read from an older
+        // version once any shard has answered this batch's writes.
+        self.published_zxid
+            .store(self.next_zxid - 1, Ordering::Release);
         let events = Arc::new(batch.events);
         let parts = batch
             .replies
@@ -419,39 +414,51 @@ fn txn_size_estimate(op: &TxnOp) -> usize {
     }
 }
 
-/// Waits until any open shard channel has a message, or `timeout` passes.
-/// A channel whose sender is gone is marked closed.
-async fn wait_any(
-    inbox: &[ConnectedReceiver<ToPipeline>],
-    open: &mut [bool],
-    timeout: Duration,
-) -> Option<(usize, ToPipeline)> {
-    type Recv<'a> = Pin<Box<dyn Future<Output = Option<ToPipeline>> + 'a>>;
-    let mut waiting: Vec<(usize, Recv<'_>)> = inbox
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| open[*i])
-        .map(|(i, rx)| (i, Box::pin(rx.recv()) as Recv<'_>))
-        .collect();
-    let mut timer = Box::pin(glommio::timer::sleep(timeout));
-    let got = std::future::poll_fn(|cx| {
-        for (shard, fut) in waiting.iter_mut() {
-            if let Poll::Ready(msg) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some((*shard, msg)));
-            }
+/// Messages from all shards, in arrival order, bounded: a forwarder stops
+/// taking from its shard's channel while the queue is full, which is the
+/// backpressure to that shard.
+struct Inbox {
+    queue: RefCell<VecDeque<ToPipeline>>,
+    /// Rung when a message arrives or a shard's channel closes.
+    bell: Bell,
+    /// One per forwarder, rung when the pipeline has taken messages.
+    space: Vec<Bell>,
+    open: Cell<usize>,
+}
+
+impl Inbox {
+    fn new(shards: usize) -> Self {
+        Inbox {
+            queue: RefCell::new(VecDeque::new()),
+            bell: Bell::new(),
+            space: (0..shards).map(|_| Bell::new()).collect(),
+            open: Cell::new(shards),
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
-    match got {
-        Some((shard, Some(msg))) => Some((shard, msg)),
-        Some((shard, None)) => {
-            open[shard] = false;
-            None
-        }
-        None => None,
     }
+
+    fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
+    fn pop(&self) -> Option<ToPipeline> {
+        self.queue.borrow_mut().pop_front()
+    }
+
+    fn ring_space(&self) {
+        self.space.iter().for_each(Bell::ring);
+    }
+}
+
+/// Moves one shard's messages into the inbox. Each `recv` future runs to
+/// completion (dropping pending glommio receives would leak their wakers).
+async fn forward(shard: usize, rx: ConnectedReceiver<ToPipeline>, inbox: Rc<Inbox>) {
+    while let Some(msg) = rx.recv().await {
+        inbox.queue.borrow_mut().push_back(msg);
+        inbox.bell.ring();
+        while inbox.queue.borrow().len() >= limits::PIPELINE_INBOX_MAX {
+            inbox.space[shard].wait().await;
+        }
+    }
+    inbox.open.set(inbox.open.get() - 1);
+    inbox.bell.ring();
 }

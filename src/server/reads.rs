@@ -9,9 +9,11 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::conn::Conn;
+use super::registry::ConnInfo;
 use super::shard::Shard;
 use crate::proto::response::{
-    encode_children, encode_error, encode_reply, MultiResult, ReplyHeader, Response,
+    encode_children, encode_error, encode_reply, encode_watch_event, MultiResult, ReplyHeader,
+    Response,
 };
 use crate::proto::{
     add_watch_mode, keeper_state, perms, xid, Acl, ErrorCode, EventType, Id, Request,
@@ -305,13 +307,13 @@ impl Ctx<'_> {
     /// `relative_zxid`, re-register the rest (ZooKeeper's DataTree.setWatches).
     fn set_watches(&self, out: &mut Vec<u8>, relative_zxid: i64, lists: [&Vec<&str>; 5]) -> Reply {
         let [data, exist, child, persistent, recursive] = lists;
-        let event_zxid = self.zxid;
-        let fire = |event: EventType, path: &str, node: Option<&Node>| {
-            let readable =
-                node.is_none_or(|n| check_acl(&n.acl, perms::READ, &self.conn.auth.borrow()));
-            if readable {
-                self.conn
-                    .push_event(event_zxid, event, keeper_state::SYNC_CONNECTED, path);
+        // The send buffer is `out` (already borrowed): events go straight into it,
+        // ahead of the reply.
+        let auth = self.conn.auth.borrow().clone();
+        let mut fire = |event: EventType, path: &str, node: Option<&Node>| {
+            if node.is_none_or(|n| check_acl(&n.acl, perms::READ, &auth)) {
+                encode_watch_event(out, self.zxid, event, keeper_state::SYNC_CONNECTED, path);
+                ConnInfo::bump(&self.conn.info.sent);
             }
         };
         for &path in data {

@@ -7,13 +7,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, Mutex};
 
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedSender;
 use hashbrown::HashMap;
 
+use super::bell::Bell;
 use super::conn::Conn;
 use super::messages::*;
 use super::registry::ConnRegistry;
@@ -24,32 +25,6 @@ use crate::proto::{keeper_state, perms, SessionId};
 use crate::tree::acl::check_acl;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
-
-/// A wake-up signal between tasks of one executor: ringing never blocks and
-/// rings that arrive while one is pending merge into one.
-pub struct Bell {
-    tx: LocalSender<()>,
-    rx: LocalReceiver<()>,
-}
-
-impl Bell {
-    pub fn new() -> Self {
-        let (tx, rx) = local_channel::new_bounded(1);
-        Bell { tx, rx }
-    }
-    pub fn ring(&self) {
-        let _ = self.tx.try_send(());
-    }
-    pub async fn wait(&self) {
-        let _ = self.rx.recv().await;
-    }
-}
-
-impl Default for Bell {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 pub struct Shard {
     pub index: usize,
@@ -66,6 +41,10 @@ pub struct Shard {
     pub outstanding: Cell<u32>,
     /// Connections whose reader waits for the shard's outstanding count to drop.
     blocked_readers: RefCell<Vec<u64>>,
+    /// Newest zxid the pipeline has published to any shard.
+    published_zxid: Arc<AtomicI64>,
+    /// Connections whose next read waits for this shard to adopt `published_zxid`.
+    waiting_for_version: RefCell<Vec<u64>>,
     outbound: RefCell<VecDeque<ToPipeline>>,
     outbound_bell: Bell,
     /// Sessions with activity since the last touch report.
@@ -93,6 +72,8 @@ impl Shard {
             outstanding_max,
             outstanding: Cell::new(0),
             blocked_readers: RefCell::new(Vec::new()),
+            published_zxid: shared.published_zxid.clone(),
+            waiting_for_version: RefCell::new(Vec::new()),
             outbound: RefCell::new(VecDeque::new()),
             outbound_bell: Bell::new(),
             touched: RefCell::new(Vec::new()),
@@ -177,6 +158,16 @@ impl Shard {
         }
     }
 
+    /// True if the pipeline has published a version this shard has not
+    /// adopted yet (its commit notice is on the way).
+    pub fn is_behind(&self) -> bool {
+        self.version.borrow().last_zxid() < self.published_zxid.load(Acquire)
+    }
+
+    pub fn wait_for_version(&self, conn_id: u64) {
+        self.waiting_for_version.borrow_mut().push(conn_id);
+    }
+
     pub fn block_reader(&self, conn_id: u64) {
         self.blocked_readers.borrow_mut().push(conn_id);
     }
@@ -193,6 +184,13 @@ impl Shard {
         for reply in notice.replies {
             if let Some(conn) = self.conn(reply.conn_id) {
                 conn.on_write_reply(self, reply);
+                mark_dirty(&mut dirty, conn);
+            }
+        }
+        let waiting = std::mem::take(&mut *self.waiting_for_version.borrow_mut());
+        for conn_id in waiting {
+            if let Some(conn) = self.conn(conn_id) {
+                conn.pump(self);
                 mark_dirty(&mut dirty, conn);
             }
         }
@@ -248,10 +246,15 @@ impl Shard {
     }
 
     pub fn publish_watch_count(&self) {
-        let count = self.watches.borrow().len() as u64;
-        self.stats.shards[self.index]
-            .watch_count
-            .store(count, Relaxed);
+        let watches = self.watches.borrow();
+        let counters = &self.stats.shards[self.index];
+        counters.watch_count.store(watches.len() as u64, Relaxed);
+        counters
+            .watched_paths
+            .store(watches.path_count() as u64, Relaxed);
+        counters
+            .watching_connections
+            .store(watches.watcher_count() as u64, Relaxed);
     }
 
     /// Admits a connection from `ip` under `maxClientCnxns`; false = refuse.

@@ -18,6 +18,8 @@ pub struct ShardCounters {
     pub latency_max_ms: AtomicU64,
     pub latency_min_ms: AtomicU64,
     pub watch_count: AtomicU64,
+    pub watched_paths: AtomicU64,
+    pub watching_connections: AtomicU64,
     pub session_count: AtomicU64,
     pub frames_rejected: AtomicU64,
 }
@@ -38,6 +40,9 @@ pub struct Totals {
     pub latency_max_ms: u64,
     pub latency_min_ms: u64,
     pub watch_count: u64,
+    /// Summed over shards: a path watched on two shards counts twice.
+    pub watched_paths: u64,
+    pub watching_connections: u64,
     pub frames_rejected: u64,
 }
 
@@ -76,6 +81,8 @@ impl ServerStats {
             t.connections += c.connections.load(Relaxed);
             t.outstanding += c.outstanding.load(Relaxed);
             t.watch_count += c.watch_count.load(Relaxed);
+            t.watched_paths += c.watched_paths.load(Relaxed);
+            t.watching_connections += c.watching_connections.load(Relaxed);
             t.frames_rejected += c.frames_rejected.load(Relaxed);
             t.latency_max_ms = t.latency_max_ms.max(c.latency_max_ms.load(Relaxed));
             t.latency_min_ms = t.latency_min_ms.min(c.latency_min_ms.load(Relaxed));

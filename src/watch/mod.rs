@@ -40,6 +40,9 @@ pub struct WatchRegistry {
     by_kind: [HashMap<Arc<str>, Watchers>; 4],
     /// Reverse index so a closing connection drops its watches without a scan.
     by_watcher: HashMap<WatcherId, HashSet<(WatchKind, Arc<str>)>>,
+    /// For each watched path, a bit per kind that has watchers on it, so the
+    /// number of distinct watched paths is known without a scan.
+    path_kinds: HashMap<Arc<str>, u8>,
     total: usize,
 }
 
@@ -63,11 +66,25 @@ impl WatchRegistry {
 
     /// Paths with at least one watch.
     pub fn path_count(&self) -> usize {
-        let mut paths: HashSet<&Arc<str>> = HashSet::new();
-        for map in &self.by_kind {
-            paths.extend(map.keys());
+        self.path_kinds.len()
+    }
+
+    /// Connections with at least one watch.
+    pub fn watcher_count(&self) -> usize {
+        self.by_watcher.len()
+    }
+
+    fn path_gained(&mut self, kind: WatchKind, path: &Arc<str>) {
+        *self.path_kinds.entry(path.clone()).or_insert(0) |= 1 << slot(kind);
+    }
+
+    fn path_lost(&mut self, kind: WatchKind, path: &str) {
+        if let Some(bits) = self.path_kinds.get_mut(path) {
+            *bits &= !(1 << slot(kind));
+            if *bits == 0 {
+                self.path_kinds.remove(path);
+            }
         }
-        paths.len()
     }
 
     pub fn add(&mut self, kind: WatchKind, path: &str, watcher: WatcherId) {
@@ -76,7 +93,12 @@ impl WatchRegistry {
             Some((k, _)) => k.clone(),
             None => Arc::from(path),
         };
-        if map.entry(key.clone()).or_default().insert(watcher) {
+        let set = map.entry(key.clone()).or_default();
+        let first_on_path = set.is_empty();
+        if set.insert(watcher) {
+            if first_on_path {
+                self.path_gained(kind, &key);
+            }
             self.by_watcher
                 .entry(watcher)
                 .or_default()
@@ -101,6 +123,7 @@ impl WatchRegistry {
         }
         if set.is_empty() {
             map.remove(path);
+            self.path_lost(kind, path);
         }
         if let Some(mine) = self.by_watcher.get_mut(&watcher) {
             mine.retain(|(k, p)| !(*k == kind && &**p == path));
@@ -151,6 +174,7 @@ impl WatchRegistry {
                 set.remove(&watcher);
                 if set.is_empty() {
                     map.remove(&path);
+                    self.path_lost(kind, &path);
                 }
             }
             self.total -= 1;
@@ -178,6 +202,9 @@ impl WatchRegistry {
                 self.collect(WatchKind::Recursive, ancestor, &mut out);
             }
         }
+        // A connection watching through several kinds gets one event.
+        out.sort_unstable();
+        out.dedup();
         out
     }
 
@@ -185,6 +212,7 @@ impl WatchRegistry {
         let Some(set) = self.by_kind[slot(kind)].remove(path) else {
             return;
         };
+        self.path_lost(kind, path);
         for watcher in set {
             if let Some(mine) = self.by_watcher.get_mut(&watcher) {
                 mine.retain(|(k, p)| !(*k == kind && &**p == path));
@@ -193,14 +221,14 @@ impl WatchRegistry {
                 }
             }
             self.total -= 1;
-            push_unique(out, watcher);
+            out.push(watcher);
         }
     }
 
     fn collect(&self, kind: WatchKind, path: &str, out: &mut SmallVec<[WatcherId; 4]>) {
         if let Some(set) = self.by_kind[slot(kind)].get(path) {
             for &watcher in set {
-                push_unique(out, watcher);
+                out.push(watcher);
             }
         }
     }
@@ -217,12 +245,6 @@ impl WatchRegistry {
             }
         }
         by_path.into_iter().collect()
-    }
-}
-
-fn push_unique(out: &mut SmallVec<[WatcherId; 4]>, watcher: WatcherId) {
-    if !out.contains(&watcher) {
-        out.push(watcher);
     }
 }
 
@@ -331,6 +353,21 @@ mod tests {
         r.remove_watcher(1);
         assert_eq!(r.len(), 1);
         assert_eq!(r.trigger(EventType::NodeDataChanged, "/a").as_slice(), &[2]);
+    }
+
+    #[test]
+    fn distinct_paths_and_watchers_are_counted() {
+        let mut r = WatchRegistry::new();
+        r.add(WatchKind::Data, "/a", 1);
+        r.add(WatchKind::Child, "/a", 2);
+        r.add(WatchKind::Data, "/b", 1);
+        assert_eq!((r.path_count(), r.watcher_count()), (2, 2));
+        r.trigger(EventType::NodeDataChanged, "/a");
+        assert_eq!(r.path_count(), 2, "the child watch still covers /a");
+        r.remove_watcher(2);
+        assert_eq!((r.path_count(), r.watcher_count()), (1, 1));
+        r.remove("/b", watcher_type::ANY, 1);
+        assert_eq!((r.path_count(), r.watcher_count()), (0, 0));
     }
 
     #[test]
