@@ -596,7 +596,7 @@ impl Session {
                 self.send(index, NO_LANE, OpKind::SetData, tick, ctx, |out, x| {
                     let req = Request::SetData {
                         path: &path,
-                        data: value,
+                        data: Some(value),
                         version: -1,
                     };
                     encode_request_frame(out, x, &req)

@@ -187,7 +187,7 @@ fn setup(addr: SocketAddr, chroot: &str, wl: &Workload, args: &RunArgs) -> Resul
             op: op::CREATE,
             req: CreateRequest {
                 path,
-                data,
+                data: Some(data),
                 acl: acl.clone(),
                 flags: CreateMode::Persistent as i32,
                 ttl_ms: None,
@@ -221,7 +221,7 @@ fn setup(addr: SocketAddr, chroot: &str, wl: &Workload, args: &RunArgs) -> Resul
                 op: op::CREATE,
                 req: CreateRequest {
                     path,
-                    data: &wl.value,
+                    data: Some(&wl.value),
                     acl: acl.clone(),
                     flags: 0,
                     ttl_ms: None,

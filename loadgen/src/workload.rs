@@ -214,7 +214,7 @@ impl Workload {
                 let ops = (0..self.multi_ops)
                     .map(|_| Request::SetData {
                         path: self.key(rng),
-                        data: &self.value,
+                        data: Some(&self.value),
                         version: -1,
                     })
                     .collect();
@@ -317,7 +317,7 @@ impl Workload {
     fn set_data(&self, out: &mut Vec<u8>, xid: i32, path: &str) -> OpKind {
         let req = Request::SetData {
             path,
-            data: &self.value,
+            data: Some(&self.value),
             version: -1,
         };
         encode_request_frame(out, xid, &req);
@@ -329,7 +329,7 @@ impl Workload {
             op: op::CREATE,
             req: CreateRequest {
                 path,
-                data: &self.value,
+                data: Some(&self.value),
                 acl: self.open_acl.clone(),
                 flags: mode as i32,
                 ttl_ms: None,

@@ -141,9 +141,12 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// An ACL id. Either string may be null on the wire (kazoo sends `auth`
+    /// ids with a null id); Java reads null and the ACL checks then reject or
+    /// ignore it, so null decodes as "" rather than failing the request.
     pub fn id(&mut self) -> Result<Id, DecodeError> {
-        let scheme = self.string()?;
-        let id = self.string()?;
+        let scheme = self.ustring()?.unwrap_or_default();
+        let id = self.ustring()?.unwrap_or_default();
         Ok(Id::new(scheme, id))
     }
 

@@ -3,8 +3,8 @@
 
 use super::frame::{begin_frame, end_frame};
 use super::jute::{
-    put_acl_vec, put_bool, put_bytes, put_i32, put_i64, put_opt_str, put_str, put_str_vec,
-    DecodeError, Reader,
+    put_acl_vec, put_bool, put_buffer, put_bytes, put_i32, put_i64, put_opt_str, put_str,
+    put_str_vec, DecodeError, Reader,
 };
 use super::types::{op, Acl};
 use crate::limits;
@@ -42,7 +42,8 @@ impl RequestHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateRequest<'a> {
     pub path: &'a str,
-    pub data: &'a [u8],
+    /// None is a null buffer on the wire (length -1), which ZooKeeper keeps.
+    pub data: Option<&'a [u8]>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// Present only for createTTL, whose body carries a trailing `long ttl`.
@@ -53,7 +54,7 @@ impl<'a> CreateRequest<'a> {
     fn read(op_code: i32, r: &mut Reader<'a>) -> Result<Self, DecodeError> {
         Ok(CreateRequest {
             path: r.path()?,
-            data: r.bytes()?,
+            data: r.buffer()?,
             acl: r.acl_vec()?,
             flags: r.i32()?,
             ttl_ms: if op_code == op::CREATE_TTL {
@@ -66,7 +67,7 @@ impl<'a> CreateRequest<'a> {
 
     fn encode(&self, op_code: i32, out: &mut Vec<u8>) {
         put_str(out, self.path);
-        put_bytes(out, self.data);
+        put_buffer(out, self.data);
         put_acl_vec(out, &self.acl);
         put_i32(out, self.flags);
         if op_code == op::CREATE_TTL {
@@ -96,7 +97,7 @@ pub enum Request<'a> {
     },
     SetData {
         path: &'a str,
-        data: &'a [u8],
+        data: Option<&'a [u8]>,
         version: i32,
     },
     GetAcl {
@@ -260,7 +261,7 @@ impl<'a> Request<'a> {
             },
             op::SET_DATA => R::SetData {
                 path: r.path()?,
-                data: r.bytes()?,
+                data: r.buffer()?,
                 version: r.i32()?,
             },
             op::GET_ACL => R::GetAcl { path: r.path()? },
@@ -360,7 +361,7 @@ impl<'a> Request<'a> {
                 version,
             } => {
                 put_str(out, path);
-                put_bytes(out, data);
+                put_buffer(out, *data);
                 put_i32(out, *version);
             }
             R::GetAcl { path }
@@ -558,7 +559,7 @@ pub(crate) mod tests {
             op: op_code,
             req: CreateRequest {
                 path: "/a/b",
-                data: b"payload",
+                data: Some(b"payload"),
                 acl: acl(),
                 flags: 2,
                 ttl_ms: (op_code == op::CREATE_TTL).then_some(60_000),
@@ -587,7 +588,7 @@ pub(crate) mod tests {
             },
             R::SetData {
                 path: "/s",
-                data: b"",
+                data: None,
                 version: 3,
             },
             R::GetAcl { path: "/acl" },
@@ -619,7 +620,7 @@ pub(crate) mod tests {
                 },
                 R::SetData {
                     path: "/y",
-                    data: b"z",
+                    data: Some(b"z"),
                     version: -1,
                 },
                 R::Check {

@@ -3,7 +3,7 @@
 
 use super::frame::{begin_frame, end_frame};
 use super::jute::{
-    put_acl_vec, put_bool, put_bytes, put_i32, put_i64, put_stat, put_str, put_str_vec,
+    put_acl_vec, put_bool, put_buffer, put_bytes, put_i32, put_i64, put_stat, put_str, put_str_vec,
     DecodeError, Reader,
 };
 use super::types::{op, xid, Acl, ErrorCode, EventType, Stat};
@@ -56,7 +56,7 @@ pub enum MultiResult<'a> {
     Delete,
     Check,
     GetData {
-        data: &'a [u8],
+        data: Option<&'a [u8]>,
         stat: Stat,
     },
     GetChildren {
@@ -98,7 +98,7 @@ impl<'a> MultiResult<'a> {
             MultiResult::SetData { stat } => put_stat(out, stat),
             MultiResult::Delete | MultiResult::Check => {}
             MultiResult::GetData { data, stat } => {
-                put_bytes(out, data);
+                put_buffer(out, *data);
                 put_stat(out, stat);
             }
             MultiResult::GetChildren { children } => put_str_vec(out, children.iter().copied()),
@@ -117,7 +117,7 @@ impl<'a> MultiResult<'a> {
             op::DELETE => MultiResult::Delete,
             op::CHECK => MultiResult::Check,
             op::GET_DATA => MultiResult::GetData {
-                data: r.bytes()?,
+                data: r.buffer()?,
                 stat: r.stat()?,
             },
             op::GET_CHILDREN => MultiResult::GetChildren {
@@ -152,7 +152,8 @@ pub enum Response<'a> {
     /// exists, setData, setACL.
     Stat(Stat),
     /// getData.
-    Data(&'a [u8], Stat),
+    /// None: the node's data is null (Java clients see null, zkCli prints `null`).
+    Data(Option<&'a [u8]>, Stat),
     /// getACL (decode with `decode_acl_response`, since decoded ACLs are owned).
     Acl(&'a [Acl], Stat),
     /// getChildren (see `encode_children` to stream without a Vec).
@@ -181,7 +182,11 @@ impl Response<'_> {
                 put_stat(out, s);
             }
             Response::Stat(s) => put_stat(out, s),
-            Response::Data(d, s) | Response::Reconfig(d, s) => {
+            Response::Data(d, s) => {
+                put_buffer(out, *d);
+                put_stat(out, s);
+            }
+            Response::Reconfig(d, s) => {
                 put_bytes(out, d);
                 put_stat(out, s);
             }
@@ -336,7 +341,7 @@ pub fn decode_response(op_code: i32, body: &[u8]) -> Result<Response<'_>, Decode
             Response::PathStat(r.path()?, r.stat()?)
         }
         op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(r.stat()?),
-        op::GET_DATA => Response::Data(r.bytes()?, r.stat()?),
+        op::GET_DATA => Response::Data(r.buffer()?, r.stat()?),
         op::RECONFIG => Response::Reconfig(r.bytes()?, r.stat()?),
         op::GET_CHILDREN => Response::Children(r.string_vec()?),
         op::GET_CHILDREN2 => Response::Children2(r.string_vec()?, r.stat()?),
@@ -405,7 +410,7 @@ mod tests {
             MultiResult::Delete,
             MultiResult::Check,
             MultiResult::GetData {
-                data: b"xyz",
+                data: Some(b"xyz"),
                 stat: stat(3),
             },
             MultiResult::GetChildren {
@@ -430,8 +435,9 @@ mod tests {
             (op::CREATE2, Response::PathStat("/p", stat(9))),
             (op::CREATE_TTL, Response::PathStat("/t", stat(9))),
             (op::EXISTS, Response::Stat(stat(4))),
-            (op::GET_DATA, Response::Data(b"hello", stat(5))),
-            (op::GET_DATA, Response::Data(b"", stat(5))),
+            (op::GET_DATA, Response::Data(Some(b"hello"), stat(5))),
+            (op::GET_DATA, Response::Data(Some(b""), stat(5))),
+            (op::GET_DATA, Response::Data(None, stat(0))),
             (op::GET_CHILDREN, Response::Children(vec!["a", "b", "ccc"])),
             (op::GET_CHILDREN, Response::Children(vec![])),
             (op::GET_CHILDREN2, Response::Children2(vec!["x"], stat(6))),

@@ -24,7 +24,8 @@ use crate::proto::{ErrorCode, Request, SessionId, Zxid};
 use crate::session::{ConnRef, SessionTable};
 use crate::tree::acl::AuthInfo;
 use crate::tree::{
-    CreateKind, CreateReq, DataTree, PrepOptions, TreeEvent, TxnHeader, TxnOp, TxnResult, WriteReq,
+    data_len, CreateKind, CreateReq, DataTree, PrepOptions, TreeEvent, TxnHeader, TxnOp, TxnResult,
+    WriteReq,
 };
 
 /// Everything the batch being built will publish.
@@ -364,11 +365,11 @@ impl Pipeline {
 /// Maps a decoded write request onto the tree's prep input; None for ops that
 /// are not tree writes.
 fn write_req<'a>(request: &'a Request<'a>, body: &'a Bytes) -> Option<WriteReq<'a>> {
-    let data = |slice: &[u8]| body.slice_ref(slice);
+    let data = |slice: &Option<&[u8]>| slice.map(|s| body.slice_ref(s));
     Some(match request {
         Request::Create { op, req } => WriteReq::Create(CreateReq {
             path: req.path,
-            data: data(req.data),
+            data: data(&req.data),
             acl: &req.acl,
             flags: req.flags,
             ttl_ms: req.ttl_ms,
@@ -407,8 +408,8 @@ fn write_req<'a>(request: &'a Request<'a>, body: &'a Bytes) -> Option<WriteReq<'
 
 fn txn_size_estimate(op: &TxnOp) -> usize {
     match op {
-        TxnOp::Create { path, data, .. } => path.len() + data.len() + 64,
-        TxnOp::SetData { path, data, .. } => path.len() + data.len() + 32,
+        TxnOp::Create { path, data, .. } => path.len() + data_len(data) + 64,
+        TxnOp::SetData { path, data, .. } => path.len() + data_len(data) + 32,
         TxnOp::Multi(ops) => ops.iter().map(txn_size_estimate).sum(),
         _ => 64,
     }

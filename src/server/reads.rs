@@ -145,7 +145,10 @@ impl Ctx<'_> {
                 if watch {
                     self.watch(WatchKind::Data, path);
                 }
-                self.reply(out, &Response::Data(&node.data, node.client_stat()))
+                self.reply(
+                    out,
+                    &Response::Data(node.data.as_deref(), node.client_stat()),
+                )
             }
             Request::GetChildren { path, watch } => self.children(out, path, watch, false),
             Request::GetChildren2 { path, watch } => self.children(out, path, watch, true),
@@ -288,7 +291,7 @@ impl Ctx<'_> {
             Request::GetData { path, .. } => self.node(path).and_then(|node| {
                 self.require(node, perms::READ)?;
                 Ok(MultiResult::GetData {
-                    data: &node.data,
+                    data: node.data.as_deref(),
                     stat: node.stat,
                 })
             }),

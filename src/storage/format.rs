@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::limits::RECORD_PAYLOAD_BYTES_MAX;
-use crate::proto::jute::{put_acl_vec, put_bytes, put_i32, put_i64, put_str, DecodeError, Reader};
+use crate::proto::jute::{put_acl_vec, put_buffer, put_i32, put_i64, put_str, DecodeError, Reader};
 use crate::proto::ErrorCode;
 use crate::tree::{CreateKind, TxnHeader, TxnOp};
 
@@ -210,7 +210,7 @@ fn encode_op(out: &mut Vec<u8>, op: &TxnOp) {
             put_i32(out, tag::CREATE);
             put_i32(out, kind.opcode());
             put_str(out, path);
-            put_bytes(out, data);
+            put_buffer(out, data.as_deref());
             put_acl_vec(out, acl);
             put_i64(out, *ephemeral_owner);
             put_i32(out, *parent_cversion);
@@ -226,7 +226,7 @@ fn encode_op(out: &mut Vec<u8>, op: &TxnOp) {
         } => {
             put_i32(out, tag::SET_DATA);
             put_str(out, path);
-            put_bytes(out, data);
+            put_buffer(out, data.as_deref());
             put_i32(out, *version);
         }
         TxnOp::SetAcl { path, acl, version } => {
@@ -286,7 +286,7 @@ fn decode_op(r: &mut Reader<'_>, multi_allowed: bool) -> Result<TxnOp, DecodeErr
             let kind = CreateKind::from_opcode(opcode).ok_or(DecodeError::UnknownOpcode(opcode))?;
             TxnOp::Create {
                 path: r.path()?.to_string(),
-                data: Bytes::copy_from_slice(r.bytes()?),
+                data: r.buffer()?.map(Bytes::copy_from_slice),
                 acl: r.acl_vec()?,
                 ephemeral_owner: r.i64()?,
                 parent_cversion: r.i32()?,
@@ -298,7 +298,7 @@ fn decode_op(r: &mut Reader<'_>, multi_allowed: bool) -> Result<TxnOp, DecodeErr
         },
         tag::SET_DATA => TxnOp::SetData {
             path: r.path()?.to_string(),
-            data: Bytes::copy_from_slice(r.bytes()?),
+            data: r.buffer()?.map(Bytes::copy_from_slice),
             version: r.i32()?,
         },
         tag::SET_ACL => TxnOp::SetAcl {

@@ -15,7 +15,7 @@ use super::limits::{SNAPSHOT_NODES_MAX, SNAPSHOT_SESSIONS_MAX};
 use super::sessions::OpenSessions;
 use super::{IoContext, StorageError};
 use crate::proto::jute::{
-    put_acl_vec, put_bytes, put_i32, put_i64, put_stat, put_str, DecodeError, Reader,
+    put_acl_vec, put_buffer, put_i32, put_i64, put_stat, put_str, DecodeError, Reader,
 };
 use crate::tree::{path, DataTree};
 
@@ -82,7 +82,7 @@ fn write_body(
     while let Some(node_path) = stack.pop() {
         let node = tree.get(&node_path).expect("children are linked to nodes");
         put_str(&mut buf, &node_path);
-        put_bytes(&mut buf, &node.data);
+        put_buffer(&mut buf, node.data.as_deref());
         put_acl_vec(&mut buf, &node.acl);
         put_stat(&mut buf, &node.stat);
         for name in node.children.iter() {
@@ -199,7 +199,7 @@ fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
     let mut tree = DataTree::new();
     for _ in 0..decode_count(r, SNAPSHOT_NODES_MAX)? {
         let node_path = r.path()?;
-        let data = Bytes::copy_from_slice(r.bytes()?);
+        let data = r.buffer()?.map(Bytes::copy_from_slice);
         let acl = r.acl_vec()?;
         let stat = r.stat()?;
         tree.restore_node(node_path, data, acl, stat)

@@ -223,7 +223,7 @@ fn simple_req<'a>(rng: &mut StdRng, acl: &'a [Acl]) -> WriteReq<'a> {
             };
             WriteReq::Create(CreateReq {
                 path,
-                data,
+                data: Some(data),
                 acl,
                 flags,
                 ttl_ms,
@@ -232,7 +232,7 @@ fn simple_req<'a>(rng: &mut StdRng, acl: &'a [Acl]) -> WriteReq<'a> {
         }
         3..=4 => WriteReq::SetData {
             path,
-            data,
+            data: Some(data),
             version: -1,
         },
         5 => WriteReq::SetAcl {
@@ -305,7 +305,7 @@ fn every_variant() -> Vec<TxnOp> {
     .into_iter()
     .map(|kind| TxnOp::Create {
         path: "/x/y".into(),
-        data: Bytes::from_static(b"\x00data\xff"),
+        data: Some(Bytes::from_static(b"\x00data\xff")),
         acl: acl.clone(),
         ephemeral_owner: -5,
         parent_cversion: 7,
@@ -315,7 +315,7 @@ fn every_variant() -> Vec<TxnOp> {
         TxnOp::Delete { path: "/x".into() },
         TxnOp::SetData {
             path: "/x".into(),
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             version: 3,
         },
         TxnOp::SetAcl {

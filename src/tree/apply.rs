@@ -2,9 +2,8 @@
 //! WAL recovery replays exactly what the pipeline applied. Stats follow
 //! ZooKeeper's `DataTree` (createNode, deleteNode, setData, setACL).
 
+use super::node::{data_len, Data};
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use super::node::{Children, Node};
 use super::path;
@@ -15,7 +14,7 @@ use crate::proto::{Acl, ErrorCode, EventType, Stat};
 /// The fields of a create txn, borrowed from the op.
 struct NewNode<'a> {
     path: &'a str,
-    data: &'a Bytes,
+    data: &'a Data,
     acl: &'a [Acl],
     ephemeral_owner: i64,
     parent_cversion: i32,
@@ -105,7 +104,7 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         let parent_acl = parent.acl.clone();
-        let stat = new_node_stat(hdr, new.ephemeral_owner, new.data.len());
+        let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(&new.data));
         let node = Node {
             data: new.data.clone(),
             stat,
@@ -159,7 +158,7 @@ impl DataTree {
             .remove_with_key(node_path)
             .expect("checked above");
         self.unindex_owner(node_path, node.kind());
-        self.data_bytes -= path::java_len(node_path) + node.data.len() as i64;
+        self.data_bytes -= path::java_len(node_path) + data_len(&node.data) as i64;
         events.push(event(EventType::NodeDeleted, node_key, node.acl.clone()));
         events.push(event(
             EventType::NodeChildrenChanged,
@@ -173,14 +172,14 @@ impl DataTree {
         &mut self,
         hdr: &TxnHeader,
         node_path: &str,
-        data: &Bytes,
+        data: &Data,
         version: i32,
         events: &mut Vec<TreeEvent>,
     ) -> Result<TxnResult, ErrorCode> {
         let node = self.node_mut(node_path).ok_or(ErrorCode::NoNode)?;
-        let data_bytes_delta = data.len() as i64 - node.data.len() as i64;
+        let data_bytes_delta = data_len(data) as i64 - data_len(&node.data) as i64;
         node.data = data.clone();
-        node.stat.data_length = data.len() as i32;
+        node.stat.data_length = data_len(&data) as i32;
         node.stat.mtime = hdr.time_ms;
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;

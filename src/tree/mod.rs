@@ -21,12 +21,10 @@ mod tests;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::proto::{Acl, ErrorCode, Stat};
 
 pub use acl::{check_acl, digest, fix_acl, AuthInfo};
-pub use node::{Node, NodeKind};
+pub use node::{data_len, Data, Node, NodeKind};
 pub use path::{basename, parent, validate_path, validate_path_sequential};
 pub use prep::{CreateReq, PrepOptions, WriteReq};
 pub use txn::{CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
@@ -86,7 +84,7 @@ impl DataTree {
 
     fn insert_system_node(&mut self, node_path: &str, acl: Arc<[Acl]>, stat: Stat) {
         let node = Node {
-            data: Bytes::new(),
+            data: None,
             stat,
             acl,
             children: node::Children::new(),
@@ -112,14 +110,14 @@ impl DataTree {
 
     /// Sets `/zookeeper/config` as ZooKeeper's quorum start-up does
     /// (`initConfigInZKDatabase`): data, version -1, mzxid = config version.
-    pub fn init_config_node(&mut self, data: Bytes, config_version: i64, time_ms: i64) {
+    pub fn init_config_node(&mut self, data: Data, config_version: i64, time_ms: i64) {
         let node = self.node_mut(CONFIG_PATH).expect("config node exists");
-        let old_len = node.data.len() as i64;
-        node.stat.data_length = data.len() as i32;
+        let old_len = data_len(&node.data) as i64;
+        node.stat.data_length = data_len(&data) as i32;
         node.stat.version = -1;
         node.stat.mzxid = config_version;
         node.stat.mtime = time_ms;
-        let new_len = data.len() as i64;
+        let new_len = data_len(&data) as i64;
         node.data = data;
         self.data_bytes += new_len - old_len;
     }
@@ -256,7 +254,7 @@ impl DataTree {
         let mut ephemeral_count = 0;
         for (node_path, node) in self.iter() {
             node.assert_consistent();
-            data_bytes += path::java_len(node_path) + node.data.len() as i64;
+            data_bytes += path::java_len(node_path) + data_len(&node.data) as i64;
             for name in node.children.iter() {
                 let child = match node_path {
                     path::ROOT => format!("/{name}"),
@@ -299,22 +297,22 @@ impl DataTree {
     pub fn restore_node(
         &mut self,
         node_path: &str,
-        data: Bytes,
+        data: Data,
         acl: Vec<Acl>,
         stat: Stat,
     ) -> Result<(), ErrorCode> {
         validate_path(node_path)?;
-        let data_len = data.len() as i64;
+        let new_len = data_len(&data) as i64;
         if let Some(node) = self.node_mut(node_path) {
-            let old_len = node.data.len() as i64;
+            let old_len = data_len(&node.data) as i64;
             node.stat = Stat {
                 num_children: node.stat.num_children,
-                data_length: data.len() as i32,
+                data_length: new_len as i32,
                 ..stat
             };
             node.data = data;
             node.acl = acl.into();
-            self.data_bytes += data_len - old_len;
+            self.data_bytes += new_len - old_len;
             return Ok(());
         }
         if !self.contains(path::parent(node_path)) {
@@ -323,7 +321,7 @@ impl DataTree {
         let node = Node {
             stat: Stat {
                 num_children: 0,
-                data_length: data.len() as i32,
+                data_length: new_len as i32,
                 ..stat
             },
             data,
@@ -343,7 +341,7 @@ impl DataTree {
     fn insert_node(&mut self, node_path: Arc<str>, node: Node) {
         assert!(node.children.is_empty());
         self.link_child(path::parent(&node_path), path::basename(&node_path));
-        self.data_bytes += path::java_len(&node_path) + node.data.len() as i64;
+        self.data_bytes += path::java_len(&node_path) + data_len(&node.data) as i64;
         self.index_owner(&node_path, node.kind());
         let previous = self.nodes.insert(node_path, Arc::new(node));
         assert!(previous.is_none(), "insert_node on an existing path");

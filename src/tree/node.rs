@@ -7,12 +7,21 @@ use bytes::Bytes;
 
 use crate::proto::{Stat, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS, TTL_OWNER_TOP_BYTE};
 
+/// A node's data: None is null, which clients can tell from empty.
+pub type Data = Option<Bytes>;
+
+/// Bytes of data (0 for null), as `dataLength` reports it.
+pub fn data_len(data: &Data) -> usize {
+    data.as_ref().map_or(0, Bytes::len)
+}
+
 /// Child names (not full paths), kept sorted so getChildren is deterministic.
 pub type Children = imbl::OrdSet<Arc<str>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
-    pub data: Bytes,
+    /// None is ZooKeeper's null data (created or set with a null buffer).
+    pub data: Data,
     /// `stat.num_children` always equals `children.len()`.
     pub stat: Stat,
     pub acl: Arc<[crate::proto::Acl]>,
@@ -27,7 +36,7 @@ impl Node {
     /// `stat` agrees with the children and the data.
     pub fn assert_consistent(&self) {
         assert_eq!(self.stat.num_children as usize, self.children.len());
-        assert_eq!(self.stat.data_length as usize, self.data.len());
+        assert_eq!(self.stat.data_length as usize, data_len(&self.data));
     }
 }
 

@@ -2,7 +2,7 @@
 //! `PrepRequestProcessor`, including the order of its checks (which decides
 //! the error a client sees when several apply).
 
-use bytes::Bytes;
+use super::node::Data;
 
 use super::acl::{check_acl, fix_acl, AuthInfo};
 use super::node::{ttl_owner, Node, NodeKind};
@@ -21,7 +21,7 @@ pub struct PrepOptions {
 #[derive(Clone, Debug)]
 pub struct CreateReq<'a> {
     pub path: &'a str,
-    pub data: Bytes,
+    pub data: Data,
     pub acl: &'a [Acl],
     pub flags: i32,
     /// Only createTTL carries a TTL; None stands for ZooKeeper's -1.
@@ -43,7 +43,7 @@ pub enum WriteReq<'a> {
     },
     SetData {
         path: &'a str,
-        data: Bytes,
+        data: Data,
         version: i32,
     },
     SetAcl {
@@ -207,7 +207,7 @@ impl DataTree {
     fn prep_set_data(
         &self,
         path: &str,
-        data: Bytes,
+        data: Data,
         version: i32,
         auth: &AuthInfo,
     ) -> Result<TxnOp, ErrorCode> {

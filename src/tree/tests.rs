@@ -108,7 +108,7 @@ fn open_acl() -> &'static [Acl] {
 fn create_req(path: &str, flags: i32) -> WriteReq<'_> {
     WriteReq::Create(CreateReq {
         path,
-        data: Bytes::from_static(b"data"),
+        data: Some(Bytes::from_static(b"data")),
         acl: open_acl(),
         flags,
         ttl_ms: None,
@@ -119,7 +119,7 @@ fn create_req(path: &str, flags: i32) -> WriteReq<'_> {
 fn create_with_acl<'a>(path: &'a str, acl: &'a [Acl]) -> WriteReq<'a> {
     WriteReq::Create(CreateReq {
         path,
-        data: Bytes::new(),
+        data: Some(Bytes::new()),
         acl,
         flags: 0,
         ttl_ms: None,
@@ -130,7 +130,7 @@ fn create_with_acl<'a>(path: &'a str, acl: &'a [Acl]) -> WriteReq<'a> {
 fn ttl_req(path: &str, flags: i32, ttl_ms: i64) -> WriteReq<'_> {
     WriteReq::Create(CreateReq {
         path,
-        data: Bytes::new(),
+        data: Some(Bytes::new()),
         acl: open_acl(),
         flags,
         ttl_ms: Some(ttl_ms),
@@ -141,7 +141,7 @@ fn ttl_req(path: &str, flags: i32, ttl_ms: i64) -> WriteReq<'_> {
 fn set_data<'a>(path: &'a str, data: &'static [u8], version: i32) -> WriteReq<'a> {
     WriteReq::SetData {
         path,
-        data: Bytes::from_static(data),
+        data: Some(Bytes::from_static(data)),
         version,
     }
 }
@@ -208,7 +208,7 @@ fn a_fresh_tree_has_zookeepers_system_nodes() {
 fn init_config_node_sets_data_like_a_quorum_start() {
     let mut tree = DataTree::new();
     tree.init_config_node(
-        Bytes::from_static(b"version=100000000"),
+        Some(Bytes::from_static(b"version=100000000")),
         0x1_0000_0000,
         T0_MS,
     );
@@ -266,7 +266,7 @@ fn create_sets_the_stats_of_the_node_and_its_parent() {
     assert_eq!(p.tree.last_zxid(), zxid);
     assert_eq!(
         p.tree.get("/app").unwrap().data,
-        Bytes::from_static(b"data")
+        Some(Bytes::from_static(b"data"))
     );
 }
 
@@ -368,7 +368,7 @@ fn ephemerals_cannot_have_children_but_containers_and_ttls_can() {
     p.create("/ttl/child", PERSISTENT).unwrap();
     let container = WriteReq::Create(CreateReq {
         path: "/box",
-        data: Bytes::new(),
+        data: Some(Bytes::new()),
         acl: open_acl(),
         flags: CONTAINER,
         ttl_ms: None,
@@ -826,7 +826,7 @@ fn apply_rolls_back_a_multi_whose_txn_is_inconsistent() {
     let op = TxnOp::Multi(vec![
         TxnOp::Create {
             path: "/a".into(),
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             acl: Acl::open_unsafe(),
             ephemeral_owner: 0,
             parent_cversion: 1,
@@ -1042,7 +1042,7 @@ fn reaping_candidates_follow_the_container_manager() {
     let container = |path| {
         WriteReq::Create(CreateReq {
             path,
-            data: Bytes::new(),
+            data: Some(Bytes::new()),
             acl: open_acl(),
             flags: CONTAINER,
             ttl_ms: None,
@@ -1139,7 +1139,7 @@ fn a_published_version_never_changes() {
     published.assert_invariants();
     assert_eq!(
         p.tree.get("/a").unwrap().data,
-        Bytes::from_static(b"changed")
+        Some(Bytes::from_static(b"changed"))
     );
     assert_eq!(p.tree.children("/a").unwrap().collect::<Vec<_>>(), ["c"]);
 }
@@ -1234,6 +1234,11 @@ fn restore_node_rebuilds_a_snapshot() {
         restored.approximate_data_bytes(),
         p.tree.approximate_data_bytes()
     );
-    let orphan = restored.restore_node("/x/y", Bytes::new(), Acl::open_unsafe(), Stat::default());
+    let orphan = restored.restore_node(
+        "/x/y",
+        Some(Bytes::new()),
+        Acl::open_unsafe(),
+        Stat::default(),
+    );
     assert_eq!(orphan, Err(ErrorCode::NoNode));
 }

@@ -2,9 +2,8 @@
 //! them from requests; `apply` (and WAL recovery) replays them without any
 //! ACL or request context, so each op carries everything apply needs.
 
+use super::node::Data;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use crate::proto::{op, Acl, ErrorCode, EventType, Stat};
 
@@ -58,7 +57,7 @@ pub enum TxnOp {
     Create {
         /// Final path (sequential suffix already appended).
         path: String,
-        data: Bytes,
+        data: Data,
         acl: Vec<Acl>,
         ephemeral_owner: i64,
         /// The parent's cversion after this create.
@@ -70,7 +69,7 @@ pub enum TxnOp {
     },
     SetData {
         path: String,
-        data: Bytes,
+        data: Data,
         /// The node's version after this write.
         version: i32,
     },
