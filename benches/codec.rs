@@ -42,7 +42,7 @@ fn requests<'a>(value: &'a [u8], acl: &[Acl]) -> Vec<(&'static str, Request<'a>)
             "setData",
             Request::SetData {
                 path: PATH,
-                data: value,
+                data: Some(value),
                 version: -1,
             },
         ),
@@ -52,7 +52,7 @@ fn requests<'a>(value: &'a [u8], acl: &[Acl]) -> Vec<(&'static str, Request<'a>)
                 op: op::CREATE,
                 req: CreateRequest {
                     path: PATH,
-                    data: value,
+                    data: Some(value),
                     acl: acl.to_vec(),
                     flags: 0,
                     ttl_ms: None,
@@ -92,7 +92,7 @@ fn bench_replies(c: &mut Criterion) {
     let value = vec![b'v'; 100];
     let st = stat();
     let replies: Vec<(&str, i32, Response<'_>)> = vec![
-        ("getData", op::GET_DATA, Response::Data(&value, st)),
+        ("getData", op::GET_DATA, Response::Data(Some(&value), st)),
         ("setData", op::SET_DATA, Response::Stat(st)),
         ("create", op::CREATE, Response::Path(PATH)),
     ];

@@ -66,7 +66,7 @@ impl Writer {
 fn create(path: &str) -> WriteReq<'_> {
     WriteReq::Create(CreateReq {
         path,
-        data: Bytes::from_static(&[b'x'; 100]),
+        data: Some(Bytes::from_static(&[b'x'; 100])),
         acl: open_acl(),
         flags: 0,
         ttl_ms: None,
@@ -168,7 +168,7 @@ fn bench_set_data(c: &mut Criterion) {
                 let path = &built.leaves[i.next(built.leaves.len())];
                 w.write(WriteReq::SetData {
                     path,
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     version: -1,
                 })
             })
@@ -213,7 +213,7 @@ fn bench_publish(c: &mut Criterion) {
                 let path = &built.leaves[i.next(built.leaves.len())];
                 w.write(WriteReq::SetData {
                     path,
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     version: -1,
                 });
                 let version = w.tree.clone();

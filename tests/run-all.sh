@@ -27,10 +27,10 @@ install_deps
 
 log "format and lint"
 cargo fmt --all -- --check
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 
 log "unit and wire tests (cargo test)"
-cargo test --release -- --test-threads=2
+cargo test --release --workspace -- --test-threads=2
 
 log "real-client compatibility tests (kazoo, zkCli.sh, differential vs Apache ZooKeeper)"
 export FERROKEEPER_BIN="$PWD/target/release/ferrokeeper"

@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a workload (the default when no subcommand is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Answer every request with an empty OK reply (measures the generator).
     NullServer {
         #[arg(long, default_value_t = 2181)]
@@ -138,7 +138,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::NullServer { port, bind }) => null_server_main(&bind, port),
-        Some(Cmd::Run(args)) => run_main(args),
+        Some(Cmd::Run(args)) => run_main(*args),
         None => run_main(cli.run),
     };
     match result {

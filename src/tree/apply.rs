@@ -104,7 +104,7 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         let parent_acl = parent.acl.clone();
-        let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(&new.data));
+        let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(new.data));
         let node = Node {
             data: new.data.clone(),
             stat,
@@ -179,7 +179,7 @@ impl DataTree {
         let node = self.node_mut(node_path).ok_or(ErrorCode::NoNode)?;
         let data_bytes_delta = data_len(data) as i64 - data_len(&node.data) as i64;
         node.data = data.clone();
-        node.stat.data_length = data_len(&data) as i32;
+        node.stat.data_length = data_len(data) as i32;
         node.stat.mtime = hdr.time_ms;
         node.stat.mzxid = hdr.zxid;
         node.stat.version = version;
