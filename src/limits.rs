@@ -23,6 +23,8 @@ pub const OUTSTANDING_PER_CONNECTION_DEFAULT: u32 = 1000;
 pub const OUTSTANDING_PER_CONNECTION_CAP: u32 = 100_000;
 /// Largest configurable `globalOutstandingLimit`.
 pub const GLOBAL_OUTSTANDING_CAP: u32 = 1_000_000;
+/// Pending connections the kernel queues per shard's listening socket.
+pub const LISTEN_BACKLOG: u32 = 1024;
 /// Most shard executors a server runs.
 pub const SHARDS_MAX: usize = 256;
 

@@ -1,45 +1,133 @@
-//! The log stage of the write pipeline. Every batch passes through `append`
-//! before it is applied and published; until the durable write-ahead log lands
-//! this stage keeps the most recent txns in memory only (bounded).
+//! The log stage of the write pipeline: every batch is appended to the
+//! write-ahead log and fdatasync'ed (one sync per batch: group commit) before
+//! any of it is published or acknowledged. It also decides when to snapshot
+//! and writes snapshots from an immutable tree version on a low-priority
+//! thread, so writes never wait for them.
 
-use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
 
-use crate::limits;
-use crate::tree::{TxnHeader, TxnOp};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tracing::{error, info, warn};
 
-pub struct LoggedTxn {
-    pub header: TxnHeader,
-    pub op: TxnOp,
-}
+use crate::config::Config;
+use crate::storage::{
+    purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
+};
+use crate::tree::{DataTree, TxnHeader, TxnOp};
 
-#[derive(Default)]
-pub struct MemoryLog {
-    recent: VecDeque<LoggedTxn>,
+pub struct LogStage {
+    wal: Wal<FsLogStore>,
+    db_id: DbId,
+    data_dir: PathBuf,
+    data_log_dir: PathBuf,
+    snap_retain_count: usize,
+    /// Sessions as of the last appended batch (snapshots carry them).
+    sessions: OpenSessions,
+    policy: SnapPolicy,
+    rng: StdRng,
+    snapshotting: Option<JoinHandle<()>>,
     appended_total: u64,
 }
 
-impl MemoryLog {
-    pub fn new() -> Self {
-        Self::default()
+impl LogStage {
+    pub fn new(cfg: &Config, wal: Wal<FsLogStore>, db_id: DbId, sessions: OpenSessions) -> Self {
+        let mut rng = StdRng::from_entropy();
+        let policy = SnapPolicy::new(cfg.snap_count, &mut rng);
+        LogStage {
+            wal,
+            db_id,
+            data_dir: cfg.data_dir.clone(),
+            data_log_dir: cfg.data_log_dir.clone(),
+            snap_retain_count: cfg.autopurge_snap_retain_count as usize,
+            sessions,
+            policy,
+            rng,
+            snapshotting: None,
+            appended_total: 0,
+        }
     }
 
-    /// Appends one batch. The durable log will fdatasync here before returning.
-    pub async fn append(&mut self, batch: Vec<LoggedTxn>) -> std::io::Result<()> {
-        self.appended_total += batch.len() as u64;
-        for txn in batch {
-            if self.recent.len() == limits::MEMORY_LOG_TXNS_MAX {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(txn);
+    /// Appends one batch and syncs it. On error nothing of the batch may be
+    /// acknowledged, and the log refuses further appends.
+    pub fn append(&mut self, batch: &[(TxnHeader, TxnOp)]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
         }
+        self.wal.append_batch(batch)?;
+        for (header, op) in batch {
+            self.sessions.apply(header, op);
+        }
+        self.appended_total += batch.len() as u64;
         Ok(())
+    }
+
+    /// Called with the tree as of the batch just appended; starts a snapshot
+    /// when the policy says so and none is running.
+    pub fn after_commit(&mut self, txns: usize, tree: &DataTree) {
+        if !self.policy.record_txns(txns as u64, &mut self.rng) {
+            return;
+        }
+        if self.snapshotting.as_ref().is_some_and(|h| !h.is_finished()) {
+            warn!("snapshot still being written; skipping this one");
+            return;
+        }
+        self.wal.roll();
+        let (dir, db_id) = (self.data_dir.clone(), self.db_id);
+        let (tree, sessions) = (tree.clone(), self.sessions.clone());
+        let spawned = std::thread::Builder::new()
+            .name("fk-snapshot".into())
+            .spawn(move || {
+                lower_priority();
+                snapshot(&dir, db_id, &tree, &sessions);
+            });
+        match spawned {
+            Ok(handle) => self.snapshotting = Some(handle),
+            Err(e) => error!("cannot start snapshot thread: {e}"),
+        }
+    }
+
+    /// Deletes old snapshots and the logs they no longer need (autopurge).
+    pub fn purge_old(&self) {
+        let (snaps, logs) = (self.data_dir.clone(), self.data_log_dir.clone());
+        let retain = self.snap_retain_count;
+        let _ = std::thread::Builder::new()
+            .name("fk-purge".into())
+            .spawn(move || match purge(&snaps, &logs, retain) {
+                Ok(report) => info!("autopurge: {report:?}"),
+                Err(e) => warn!("autopurge failed: {e}"),
+            });
+    }
+
+    /// Clean shutdown: wait for a running snapshot, write a final one, close the log.
+    pub fn shutdown(mut self, tree: &DataTree) {
+        if let Some(handle) = self.snapshotting.take() {
+            let _ = handle.join();
+        }
+        snapshot(&self.data_dir, self.db_id, tree, &self.sessions);
+        if let Err(e) = self.wal.close() {
+            error!("closing the write-ahead log: {e}");
+        }
     }
 
     pub fn appended_total(&self) -> u64 {
         self.appended_total
     }
+}
 
-    pub fn last(&self) -> Option<&LoggedTxn> {
-        self.recent.back()
+fn snapshot(dir: &std::path::Path, db_id: DbId, tree: &DataTree, sessions: &OpenSessions) {
+    match write_snapshot(dir, db_id, tree, sessions) {
+        Ok(path) => info!("snapshot written: {}", path.display()),
+        Err(e) => error!("snapshot failed: {e}"),
+    }
+}
+
+/// Snapshots are background work: let the pipeline and shards win the CPU.
+fn lower_priority() {
+    // SAFETY: setpriority on the calling thread (who = 0) has no memory effects.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if rc != 0 {
+        warn!("could not lower the snapshot thread's priority");
     }
 }

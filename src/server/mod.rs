@@ -22,6 +22,8 @@ use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use hashbrown::HashMap;
+use socket2::{Domain, Socket, Type};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -54,6 +56,8 @@ pub enum StartError {
     },
     #[error("cannot start executor: {0}")]
     Executor(String),
+    #[error("cannot recover the database: {0}")]
+    Storage(#[from] crate::storage::StorageError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -100,6 +104,14 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     })?;
     let addr = SocketAddr::new(cfg.client_address, cfg.client_port);
     check_port_free(addr)?;
+    let opened = crate::storage::open(&crate::storage::StorageOptions::from_config(&cfg))?;
+    info!(
+        "recovered zxid 0x{:x}: {} znodes, {} open sessions ({} txns replayed)",
+        opened.recovered.last_zxid,
+        opened.recovered.tree.node_count(),
+        opened.recovered.sessions.len(),
+        opened.recovered.replayed_txns
+    );
     let shards = cfg.shards();
     let cfg = Arc::new(cfg);
     let shared = Arc::new(SharedState {
@@ -118,7 +130,13 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         outbox.push(to_shard_tx);
         shard_ends.push((to_pipe_tx, to_shard_rx));
     }
-    let mut handles = vec![spawn_pipeline(cfg.clone(), shared.clone(), inbox, outbox)?];
+    let mut handles = vec![spawn_pipeline(
+        cfg.clone(),
+        shared.clone(),
+        opened,
+        inbox,
+        outbox,
+    )?];
     let (ready_tx, ready_rx) = mpsc::channel();
     for (index, (to_pipe, from_pipe)) in shard_ends.into_iter().enumerate() {
         let ends = ShardEnds {
@@ -151,17 +169,34 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     Ok(running)
 }
 
-/// Our shards bind with SO_REUSEPORT; a plain bind first makes sure no other
-/// process holds the port (it would otherwise silently share it with us).
+/// Our shards bind with SO_REUSEPORT; a bind without it first makes sure no
+/// other process holds the port (it would otherwise silently share it with us).
 fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| StartError::Bind { addr, source })
+    let bind = || -> std::io::Result<()> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())
+    };
+    bind().map_err(|source| StartError::Bind { addr, source })
+}
+
+/// A shard's listening socket: SO_REUSEPORT so every shard accepts on the
+/// port (the kernel spreads connections), SO_REUSEADDR so a restart right
+/// after a crash binds despite connections in TIME_WAIT (as ZooKeeper does).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(limits::LISTEN_BACKLOG as i32)?;
+    // SAFETY: the fd is a bound, listening TCP socket that we hand over whole.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 fn spawn_pipeline(
     cfg: Arc<Config>,
     shared: Arc<SharedState>,
+    opened: crate::storage::Opened,
     inbox: Vec<SharedReceiver<ToPipeline>>,
     outbox: Vec<SharedSender<ToShard>>,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
@@ -177,7 +212,7 @@ fn spawn_pipeline(
             for tx in outbox {
                 senders.push(tx.connect().await);
             }
-            Pipeline::new(cfg, shared.published_zxid.clone())
+            Pipeline::new(cfg, shared.published_zxid.clone(), opened)
                 .run(receivers, senders)
                 .await;
         })
@@ -217,10 +252,10 @@ async fn run_shard(
     let shard = Rc::new(Shard::new(index, cfg, &shared));
     let to_pipe = ends.to_pipe.connect().await;
     let from_pipe = ends.from_pipe.connect().await;
-    let listener = match TcpListener::bind(addr) {
+    let listener = match listen(addr) {
         Ok(listener) => listener,
         Err(e) => {
-            let _ = ends.ready.send(Err(std::io::Error::other(e.to_string())));
+            let _ = ends.ready.send(Err(e));
             return;
         }
     };

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::bell::Bell;
-use super::log::{LoggedTxn, MemoryLog};
+use super::log::LogStage;
 use super::messages::*;
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{ErrorCode, Request, SessionId, Zxid};
 use crate::session::{ConnRef, SessionTable};
+use crate::storage::{Opened, StorageError};
 use crate::tree::acl::AuthInfo;
 use crate::tree::{
     data_len, CreateKind, CreateReq, DataTree, PrepOptions, TreeEvent, TxnHeader, TxnOp, TxnResult,
@@ -30,7 +31,9 @@ use crate::tree::{
 
 /// Everything the batch being built will publish.
 struct Batch {
-    txns: Vec<LoggedTxn>,
+    txns: Vec<(TxnHeader, TxnOp)>,
+    /// Sessions created by this batch (undone if the log append fails).
+    created_sessions: Vec<SessionId>,
     txn_bytes: usize,
     events: Vec<(Zxid, TreeEvent)>,
     replies: Vec<Vec<WriteReply>>,
@@ -43,6 +46,7 @@ impl Batch {
     fn new(shards: usize) -> Self {
         Batch {
             txns: Vec::new(),
+            created_sessions: Vec::new(),
             txn_bytes: 0,
             events: Vec::new(),
             replies: (0..shards).map(|_| Vec::new()).collect(),
@@ -68,7 +72,12 @@ pub struct Pipeline {
     cfg: Arc<Config>,
     tree: DataTree,
     sessions: SessionTable,
-    log: MemoryLog,
+    log: LogStage,
+    /// The version shards have; the working tree returns to it if a batch
+    /// cannot be logged.
+    published: DataTree,
+    /// Set when the log failed: writes are refused, reads go on.
+    log_failed: bool,
     next_zxid: Zxid,
     started: Instant,
     prep_options: PrepOptions,
@@ -84,17 +93,32 @@ fn unix_ms() -> i64 {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>) -> Self {
+    /// Starts from what recovery found: the tree, the last zxid, and the
+    /// sessions still open (they expire on their normal schedule unless their
+    /// clients reconnect, as in ZooKeeper).
+    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>, opened: Opened) -> Self {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
-        let secret: [u8; 16] = rand::random();
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
         };
+        let Opened {
+            recovered,
+            wal,
+            db_id,
+            secret,
+        } = opened;
+        let mut sessions = SessionTable::new(server_id, unix_ms() as u64, secret);
+        for (id, timeout_ms) in recovered.sessions.iter() {
+            sessions.insert(id, timeout_ms, None, 0);
+        }
+        let log = LogStage::new(&cfg, wal, db_id, recovered.sessions);
         Pipeline {
-            tree: DataTree::new(),
-            sessions: SessionTable::new(server_id, unix_ms() as u64, secret),
-            log: MemoryLog::new(),
-            next_zxid: 1,
+            published: recovered.tree.clone(),
+            tree: recovered.tree,
+            sessions,
+            log,
+            log_failed: false,
+            next_zxid: recovered.last_zxid + 1,
             started: Instant::now(),
             prep_options,
             system_auth: AuthInfo::superuser(),
@@ -121,6 +145,8 @@ impl Pipeline {
         }
         let mut next_expiry_ms = self.now_ms() + tick.as_millis() as u64;
         let mut next_reap_ms = self.now_ms() + self.cfg.container_check_interval_ms;
+        let purge_interval_ms = self.cfg.autopurge_purge_interval_hours as u64 * 3_600_000;
+        let mut next_purge_ms = self.now_ms() + purge_interval_ms;
         // Publish the initial version so shards serve the built-in nodes.
         self.publish(Batch::new(outbox.len()), &outbox).await;
         while queue.open.get() > 0 || !queue.is_empty() {
@@ -145,14 +171,19 @@ impl Pipeline {
                 self.reap(&mut batch);
                 next_reap_ms = now + self.cfg.container_check_interval_ms;
             }
+            if purge_interval_ms > 0 && now >= next_purge_ms {
+                self.log.purge_old();
+                next_purge_ms = now + purge_interval_ms;
+            }
             if !batch.is_empty() {
                 self.publish(batch, &outbox).await;
             }
         }
         info!(
-            "pipeline stopped; {} txns logged",
+            "pipeline stopping; {} txns logged",
             self.log.appended_total()
         );
+        self.log.shutdown(&self.published);
     }
 
     fn handle(&mut self, msg: ToPipeline, batch: &mut Batch) {
@@ -185,7 +216,7 @@ impl Pipeline {
         let zxid = header.zxid;
         batch.events.extend(events.into_iter().map(|e| (zxid, e)));
         batch.txn_bytes += txn_size_estimate(&op);
-        batch.txns.push(LoggedTxn { header, op });
+        batch.txns.push((header, op));
         self.next_zxid += 1;
         result
     }
@@ -193,7 +224,9 @@ impl Pipeline {
     fn handle_write(&mut self, msg: WriteMsg, batch: &mut Batch) {
         batch.requests += 1;
         let last_zxid = self.next_zxid - 1;
-        let outcome = if !self.sessions.is_live(msg.session_id) {
+        let outcome = if self.log_failed {
+            WriteOutcome::Error(ErrorCode::SystemError)
+        } else if !self.sessions.is_live(msg.session_id) {
             WriteOutcome::Error(ErrorCode::SessionExpired)
         } else {
             self.sessions.touch(msg.session_id, self.now_ms());
@@ -256,7 +289,7 @@ impl Pipeline {
     }
 
     fn create_session(&mut self, msg: &ConnectMsg, batch: &mut Batch) -> ConnectOutcome {
-        if self.sessions.is_full() {
+        if self.log_failed || self.sessions.is_full() {
             warn!(
                 "session table full; refusing a new session from {}",
                 msg.peer_ip
@@ -270,6 +303,7 @@ impl Pipeline {
         self.commit_txn(header, TxnOp::CreateSession { timeout_ms }, batch);
         self.sessions
             .insert(session_id, timeout_ms, Some(msg.conn), self.now_ms());
+        batch.created_sessions.push(session_id);
         debug!("session 0x{session_id:x} created, timeout {timeout_ms} ms");
         ConnectOutcome::Granted {
             session_id,
@@ -331,11 +365,43 @@ impl Pipeline {
         }
     }
 
+    /// A batch that could not be made durable is not acknowledged: the
+    /// working tree returns to the published version, the batch's writes and
+    /// new sessions fail, and from now on writes are refused while reads go on.
+    fn log_failure(&mut self, e: &StorageError, batch: &mut Batch) {
+        error!("write-ahead log failed: {e}; refusing writes from now on, still serving reads");
+        self.log_failed = true;
+        self.tree = self.published.clone();
+        self.next_zxid = self.published.last_zxid() + 1;
+        batch.events.clear();
+        for reply in batch.replies.iter_mut().flatten() {
+            if matches!(
+                reply.outcome,
+                WriteOutcome::Txn(_) | WriteOutcome::SessionClosed
+            ) {
+                reply.outcome = WriteOutcome::Error(ErrorCode::SystemError);
+                reply.zxid = self.next_zxid - 1;
+            }
+        }
+        for id in batch.created_sessions.drain(..) {
+            self.sessions.remove(id);
+            for connect in batch.connects.iter_mut().flatten() {
+                if matches!(connect.outcome, ConnectOutcome::Granted { session_id, .. } if session_id == id)
+                {
+                    connect.outcome = ConnectOutcome::Expired;
+                }
+            }
+        }
+    }
+
     /// Logs the batch, then sends every shard the new version, the events and its replies.
-    async fn publish(&mut self, batch: Batch, outbox: &[ConnectedSender<ToShard>]) {
-        if let Err(e) = self.log.append(batch.txns).await {
-            // The in-memory log cannot fail; the durable log will stop accepting writes here.
-            panic!("log append failed: {e}");
+    async fn publish(&mut self, mut batch: Batch, outbox: &[ConnectedSender<ToShard>]) {
+        match self.log.append(&batch.txns) {
+            Ok(()) => {
+                self.published = self.tree.clone();
+                self.log.after_commit(batch.txns.len(), &self.tree);
+            }
+            Err(e) => self.log_failure(&e, &mut batch),
         }
         // Announce before sending, so no shard answers a read from an older
         // version once any shard has answered this batch's writes.
@@ -349,7 +415,7 @@ impl Pipeline {
             .zip(batch.closes);
         for (shard, ((replies, connects), closes)) in parts.enumerate() {
             let notice = CommitNotice {
-                version: self.tree.clone(),
+                version: self.published.clone(),
                 events: events.clone(),
                 replies,
                 connects,

@@ -1,0 +1,262 @@
+//! Process-level crash test: the real binary under concurrent writes from a
+//! real client is killed with SIGKILL at random moments, several times in a
+//! row, and restarted on the same data. Every write the client saw
+//! acknowledged must be there with its data; sequence numbers never go back.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use zookeeper_client as zk;
+
+const WRITERS: usize = 4;
+const CRASHES: usize = 3;
+
+struct Node {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrokeeper-crash-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = format!(
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+        Node {
+            dir,
+            port,
+            child: None,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferrokeeper");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !answers_ruok(self.addr()) {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "server did not come up ({exited:?}):\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn answers_ruok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut out = String::new();
+    s.write_all(b"ruok").is_ok() && s.read_to_string(&mut out).is_ok() && out == "imok"
+}
+
+/// What the clients saw acknowledged: created path -> data, and per writer the
+/// last value of its counter node.
+#[derive(Default)]
+struct Acked {
+    created: BTreeMap<String, Vec<u8>>,
+    counters: BTreeMap<usize, u64>,
+}
+
+async fn connect(node: &Node) -> zk::Client {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&node.addr().to_string()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+/// Creates sequential nodes and bumps a counter until the server dies.
+async fn writer(client: zk::Client, id: usize, start_value: u64, acked: Arc<Mutex<Acked>>) {
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let mut value = start_value;
+    loop {
+        value += 1;
+        let data = format!("w{id}-{value}").into_bytes();
+        match client.create(&format!("/crash/w{id}-"), &data, &seq).await {
+            Ok((_, sequence)) => {
+                let path = format!("/crash/w{id}-{sequence}");
+                acked.lock().unwrap().created.insert(path, data);
+            }
+            Err(_) => return,
+        }
+        let counter = format!("/counters/w{id}");
+        match client
+            .set_data(&counter, value.to_string().as_bytes(), None)
+            .await
+        {
+            Ok(_) => {
+                acked.lock().unwrap().counters.insert(id, value);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn verify(client: &zk::Client, acked: &Acked) {
+    for (path, data) in &acked.created {
+        let got = client.get_data(path).await;
+        let (bytes, _) = got.unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"));
+        assert_eq!(&bytes, data, "data of {path}");
+    }
+    for (id, value) in &acked.counters {
+        let (bytes, _) = client.get_data(&format!("/counters/w{id}")).await.unwrap();
+        let on_disk: u64 = String::from_utf8(bytes).unwrap().parse().unwrap();
+        assert!(
+            on_disk >= *value,
+            "counter w{id} went back: {on_disk} < {value}"
+        );
+    }
+    let children = client.list_children("/crash").await.unwrap();
+    for child in &children {
+        let (bytes, _) = client.get_data(&format!("/crash/{child}")).await.unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.starts_with(&child[..child.find('-').unwrap() + 1]),
+            "{child} holds {text}: a write that was never sent"
+        );
+    }
+}
+
+async fn setup(client: &zk::Client) {
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for path in ["/crash", "/counters"] {
+        let _ = client.create(path, b"", &open).await;
+    }
+    for id in 0..WRITERS {
+        let _ = client
+            .create(&format!("/counters/w{id}"), b"0", &open)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_repeated_sigkill() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut node = Node::new();
+    node.start();
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut highest_sequence = 0u64;
+    for round in 0..CRASHES {
+        let client = connect(&node).await;
+        setup(&client).await;
+        verify(&client, &acked.lock().unwrap()).await;
+        let mut tasks = Vec::new();
+        for id in 0..WRITERS {
+            let start = acked
+                .lock()
+                .unwrap()
+                .counters
+                .get(&id)
+                .copied()
+                .unwrap_or(0);
+            tasks.push(tokio::spawn(writer(
+                client.clone(),
+                id,
+                start,
+                acked.clone(),
+            )));
+        }
+        // Let the writers make progress, then pull the plug at a random moment.
+        let settle = Duration::from_millis(rng.gen_range(100..400));
+        let before = acked.lock().unwrap().created.len();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acked.lock().unwrap().created.len() < before + 50 {
+            assert!(
+                Instant::now() < deadline,
+                "writers made no progress in round {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(settle).await;
+        node.kill();
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("writer noticed the crash")
+                .unwrap();
+        }
+        drop(client);
+        node.start();
+        let client = connect(&node).await;
+        verify(&client, &acked.lock().unwrap()).await;
+        let sequence = max_sequence(&client).await;
+        assert!(sequence >= highest_sequence, "sequence numbers went back");
+        highest_sequence = sequence;
+    }
+    assert!(
+        acked.lock().unwrap().created.len() >= CRASHES * 50,
+        "too few writes to mean anything"
+    );
+}
+
+async fn max_sequence(client: &zk::Client) -> u64 {
+    let children = client.list_children("/crash").await.unwrap();
+    children
+        .iter()
+        .filter_map(|c| c.rsplit('-').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
