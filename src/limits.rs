@@ -23,6 +23,9 @@ pub const OUTSTANDING_PER_CONNECTION_DEFAULT: u32 = 1000;
 pub const OUTSTANDING_PER_CONNECTION_CAP: u32 = 100_000;
 /// Largest configurable `globalOutstandingLimit`.
 pub const GLOBAL_OUTSTANDING_CAP: u32 = 1_000_000;
+/// How long startup retries binding a client port that is still in use
+/// (the listener of a process that just crashed can linger briefly).
+pub const BIND_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 /// Pending connections the kernel queues per shard's listening socket.
 pub const LISTEN_BACKLOG: u32 = 1024;
 /// Most shard executors a server runs.

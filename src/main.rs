@@ -15,10 +15,28 @@ use tracing::{error, info, warn};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "A ZooKeeper-compatible coordination server")]
+#[command(
+    version,
+    about = "A ZooKeeper-compatible coordination server",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// zoo.cfg to read (as ZooKeeper's QuorumPeerMain takes it).
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Delete old snapshots and the logs they no longer need (like zkCleanup.sh).
+    Purge {
+        /// zoo.cfg naming dataDir/dataLogDir (default: ./data).
+        config: Option<PathBuf>,
+        /// Snapshots to keep (at least 3).
+        #[arg(short = 'n', long, default_value_t = 3)]
+        count: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -30,15 +48,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let cfg = match &cli.config {
-        Some(path) => match Config::load(path) {
-            Ok(cfg) => cfg,
-            Err(e) => {
-                error!("invalid configuration: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    if let Some(Command::Purge { config, count }) = &cli.command {
+        return purge(config.as_deref(), *count);
+    }
+    let cfg = match load(cli.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
     for warning in &cfg.warnings {
         warn!("{warning}");
@@ -47,6 +62,33 @@ fn main() -> ExitCode {
         warn!("server.N lines found: replication is not implemented yet; running standalone");
     }
     run(cfg)
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| {
+            error!("invalid configuration: {e}");
+            ExitCode::from(2)
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+fn purge(config: Option<&std::path::Path>, count: usize) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    match ferrokeeper::storage::purge(&cfg.data_dir, &cfg.data_log_dir, count) {
+        Ok(report) => {
+            println!("{report:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("purge failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(cfg: Config) -> ExitCode {

@@ -85,6 +85,33 @@ impl Node {
         }
     }
 
+    /// Clean shutdown (SIGTERM): the server writes a final snapshot.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "no clean stop:\n{}",
+                    self.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn snapshots(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.join("data"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("snapshot."))
+            .collect();
+        names.sort();
+        names
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -259,4 +286,40 @@ async fn max_sequence(client: &zk::Client) -> u64 {
         .filter_map(|c| c.rsplit('-').next()?.parse().ok())
         .max()
         .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_subcommand_keeps_the_newest_snapshots_and_the_data() {
+    let mut node = Node::new();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for round in 0..5 {
+        node.start();
+        let client = connect(&node).await;
+        client
+            .create(&format!("/round{round}"), b"kept", &open)
+            .await
+            .unwrap();
+        drop(client);
+        node.stop();
+    }
+    let before = node.snapshots();
+    assert_eq!(before.len(), 5, "one snapshot per clean stop: {before:?}");
+    let status = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
+        .args(["purge", "-n", "3"])
+        .arg(node.dir.join("zoo.cfg"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        node.snapshots(),
+        before[2..].to_vec(),
+        "the 3 newest are kept"
+    );
+    node.start();
+    let client = connect(&node).await;
+    for round in 0..5 {
+        let (data, _) = client.get_data(&format!("/round{round}")).await.unwrap();
+        assert_eq!(data, b"kept");
+    }
 }

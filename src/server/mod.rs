@@ -171,13 +171,30 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
 
 /// Our shards bind with SO_REUSEPORT; a bind without it first makes sure no
 /// other process holds the port (it would otherwise silently share it with us).
+///
+/// A listener of a process that just died may outlive it briefly (its
+/// io_uring ring is torn down asynchronously and holds the socket), so a
+/// restart right after a crash retries for a bounded time before giving up.
 fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
     let bind = || -> std::io::Result<()> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())
     };
-    bind().map_err(|source| StartError::Bind { addr, source })
+    let deadline = std::time::Instant::now() + limits::BIND_RETRY_WINDOW;
+    loop {
+        match bind() {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                warn!("{addr} is still in use; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(source) => return Err(StartError::Bind { addr, source }),
+        }
+    }
 }
 
 /// A shard's listening socket: SO_REUSEPORT so every shard accepts on the
