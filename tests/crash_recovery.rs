@@ -137,7 +137,7 @@ fn answers_ruok(addr: SocketAddr) -> bool {
 
 /// What the clients saw acknowledged: created path -> data, and per writer the
 /// last value of its counter node.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Acked {
     created: BTreeMap<String, Vec<u8>>,
     counters: BTreeMap<usize, u64>,
@@ -229,7 +229,8 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     for round in 0..CRASHES {
         let client = connect(&node).await;
         setup(&client).await;
-        verify(&client, &acked.lock().unwrap()).await;
+        let seen = acked.lock().unwrap().clone();
+        verify(&client, &seen).await;
         let mut tasks = Vec::new();
         for id in 0..WRITERS {
             let start = acked
@@ -268,7 +269,8 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
         drop(client);
         node.start();
         let client = connect(&node).await;
-        verify(&client, &acked.lock().unwrap()).await;
+        let seen = acked.lock().unwrap().clone();
+        verify(&client, &seen).await;
         let sequence = max_sequence(&client).await;
         assert!(sequence >= highest_sequence, "sequence numbers went back");
         highest_sequence = sequence;
