@@ -53,8 +53,6 @@ pub const BATCH_REQUESTS_MAX: usize = 1000;
 pub const BATCH_BYTES_MAX: usize = 4 << 20;
 /// Session ids a shard reports as active in one touch message.
 pub const TOUCH_BATCH_MAX: usize = 65536;
-/// Txns the in-memory log stage retains (for diagnostics until the durable log lands).
-pub const MEMORY_LOG_TXNS_MAX: usize = 4096;
 /// Nodes the container/TTL reaper deletes per pass.
 pub const REAP_PER_PASS_MAX: usize = 1000;
 /// Live sessions the server holds; new sessions beyond it are refused.
@@ -64,3 +62,22 @@ const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_CAP);
 const _: () = assert!(SEND_BUFFER_HIGH_WATER_BYTES < SEND_BUFFER_HARD_CAP_BYTES);
 const _: () = assert!(FRAME_BYTES_MAX_CAP < SEND_BUFFER_HARD_CAP_BYTES);
 const _: () = assert!(OUTSTANDING_PER_CONNECTION_DEFAULT <= OUTSTANDING_PER_CONNECTION_CAP);
+// Any frame a client may send must fit in one log record.
+const _: () = assert!(FRAME_BYTES_MAX_CAP < storage::RECORD_PAYLOAD_BYTES_MAX);
+
+/// Bounds of the write-ahead log and snapshots (`src/storage`).
+pub mod storage {
+    /// Largest encoded txn; above the biggest frame a client can send
+    /// (`jute.maxbuffer` cap) plus room for the path and ACL.
+    pub const RECORD_PAYLOAD_BYTES_MAX: usize = (64 << 20) + (1 << 20);
+    /// A segment that has grown past this is closed at the next batch.
+    pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+    /// ZooKeeper's default `preAllocSize` (64 MiB).
+    pub const PREALLOC_BYTES_DEFAULT: u64 = 64 << 20;
+    /// Retention never keeps fewer snapshots (ZooKeeper's minimum).
+    pub const SNAPSHOTS_RETAINED_MIN: usize = 3;
+    /// Sessions in a snapshot; beyond it the file is treated as corrupt.
+    pub const SNAPSHOT_SESSIONS_MAX: u64 = 1 << 24;
+    /// Nodes in a snapshot; beyond it the file is treated as corrupt.
+    pub const SNAPSHOT_NODES_MAX: u64 = 1 << 32;
+}

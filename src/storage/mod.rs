@@ -43,22 +43,8 @@ pub use sessions::OpenSessions;
 pub use snapshot::write_snapshot;
 pub use wal::{Wal, WalOptions};
 
-/// Static bounds of the storage layer (to move into `crate::limits`).
-pub mod limits {
-    /// Largest encoded txn; above the biggest frame a client can send
-    /// (`jute.maxbuffer` cap) plus room for the path and ACL.
-    pub const RECORD_PAYLOAD_BYTES_MAX: usize = (64 << 20) + (1 << 20);
-    /// A segment that has grown past this is closed at the next batch.
-    pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
-    /// ZooKeeper's default `preAllocSize` (64 MiB).
-    pub const PREALLOC_BYTES_DEFAULT: u64 = 64 << 20;
-    /// Retention never keeps fewer snapshots (ZooKeeper's minimum).
-    pub const SNAPSHOTS_RETAINED_MIN: usize = 3;
-    /// Sessions in a snapshot; beyond it the file is treated as corrupt.
-    pub const SNAPSHOT_SESSIONS_MAX: u64 = 1 << 24;
-    /// Nodes in a snapshot; beyond it the file is treated as corrupt.
-    pub const SNAPSHOT_NODES_MAX: u64 = 1 << 32;
-}
+/// The storage layer's bounds live with all the others in `crate::limits`.
+pub use crate::limits::storage as limits;
 
 #[derive(thiserror::Error, Debug)]
 pub enum StorageError {
