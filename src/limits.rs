@@ -26,13 +26,17 @@ pub const GLOBAL_OUTSTANDING_CAP: u32 = 1_000_000;
 /// How long startup retries binding a client port that is still in use
 /// (the listener of a process that just crashed can linger briefly).
 pub const BIND_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+/// A new connection must deliver its first frame (ConnectRequest or a
+/// four-letter word) within this time (ZooKeeper's sessionless timeout).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Pending connections the kernel queues per shard's listening socket.
 pub const LISTEN_BACKLOG: u32 = 1024;
 /// Most shard executors a server runs.
 pub const SHARDS_MAX: usize = 256;
 
-/// Bytes read from a socket per read call (the receive buffer grows to a frame).
-pub const RECV_CHUNK_BYTES: usize = 64 << 10;
+/// Bytes read from a socket per read call (the receive buffer grows to a
+/// frame). Small, because each read zero-fills this much of the buffer first.
+pub const RECV_CHUNK_BYTES: usize = 16 << 10;
 /// When a connection's unsent replies exceed this, the server stops reading
 /// that connection's requests until the client drains them.
 pub const SEND_BUFFER_HIGH_WATER_BYTES: usize = 4 << 20;

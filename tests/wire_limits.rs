@@ -462,3 +462,23 @@ async fn client_not_reading_replies_does_not_stall_the_server() {
     })
     .await;
 }
+
+/// A connection that never sends its handshake is closed (ZooKeeper's
+/// sessionless-connection timeout, 10 s), so idle sockets cannot pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connection_is_closed_after_the_handshake_timeout() {
+    common::bounded(60, async {
+        let mut silent = server().tcp();
+        let started = Instant::now();
+        assert!(
+            raw::wait_closed(&mut silent, Duration::from_secs(30)),
+            "a connection without a handshake stayed open for 30 s"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(5),
+            "closed too early"
+        );
+        assert_serving(server());
+    })
+    .await;
+}

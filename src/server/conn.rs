@@ -62,7 +62,11 @@ pub struct Conn {
     pub session_id: Cell<SessionId>,
     pub timeout_ms: Cell<i32>,
     pub auth: RefCell<Arc<AuthInfo>>,
+    /// Requests in arrival order. Invariant: the first `in_flight` entries are
+    /// `InFlight` and the rest `Queued` (a write is dispatched only when
+    /// everything before it is in flight; a local op runs only at the front).
     pending: RefCell<VecDeque<Pending>>,
+    in_flight: Cell<usize>,
     pub send_buf: RefCell<Vec<u8>>,
     pub writer_bell: Bell,
     pub reader_bell: Bell,
@@ -83,6 +87,7 @@ impl Conn {
             timeout_ms: Cell::new(0),
             auth: RefCell::new(Arc::new(AuthInfo::for_client(peer.ip()))),
             pending: RefCell::new(VecDeque::new()),
+            in_flight: Cell::new(0),
             send_buf: RefCell::new(Vec::with_capacity(4096)),
             writer_bell: Bell::new(),
             reader_bell: Bell::new(),
@@ -135,6 +140,7 @@ impl Conn {
             return;
         };
         assert_eq!(xid, reply.xid, "pipeline replies follow request order");
+        self.in_flight.set(self.in_flight.get() - 1);
         let closed = matches!(reply.outcome, WriteOutcome::SessionClosed);
         encode_write_reply(&mut self.send_buf.borrow_mut(), &reply);
         self.info.last_zxid.store(reply.zxid, Relaxed);
@@ -163,7 +169,7 @@ impl Conn {
     /// Advances the FIFO: dispatches queued writes that have only writes ahead
     /// of them and runs the local op at the front.
     pub fn pump(self: &Rc<Self>, shard: &Shard) {
-        let mut index = 0;
+        let mut index = self.in_flight.get();
         loop {
             if self.closing.get() != Closing::Open {
                 return;
@@ -173,7 +179,7 @@ impl Conn {
                 return;
             };
             match entry {
-                Pending::InFlight { .. } => index += 1,
+                Pending::InFlight { .. } => unreachable!("in-flight entries form the prefix"),
                 Pending::Queued {
                     xid,
                     op,
@@ -185,6 +191,7 @@ impl Conn {
                     drop(pending);
                     self.dispatch_write(shard, xid, op, body);
                     index += 1;
+                    self.in_flight.set(index);
                 }
                 Pending::Queued { .. } if index > 0 => return,
                 Pending::Queued { .. } if shard.is_behind() => {
@@ -394,6 +401,36 @@ fn next_frame(rbuf: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>, St
     }
 }
 
+enum FirstFrame {
+    Closed,
+    FourLetterWord(&'static str),
+    Connect(Bytes),
+}
+
+/// Reads a four-letter word or the ConnectRequest frame.
+async fn read_first_frame(
+    shard: &Shard,
+    reader: &mut Reader,
+    rbuf: &mut BytesMut,
+) -> Result<FirstFrame, String> {
+    if !fill(reader, rbuf, 4, None).await? {
+        return Ok(FirstFrame::Closed);
+    }
+    let first4: [u8; 4] = rbuf[..4].try_into().expect("filled 4 bytes");
+    if let Some(word) = frame::four_letter_word(&first4) {
+        return Ok(FirstFrame::FourLetterWord(word));
+    }
+    loop {
+        if let Some(frame) = next_frame(rbuf, shard.cfg.frame_bytes_max)? {
+            return Ok(FirstFrame::Connect(frame));
+        }
+        let want = rbuf.len() + 1;
+        if !fill(reader, rbuf, want, None).await? {
+            return Ok(FirstFrame::Closed);
+        }
+    }
+}
+
 async fn handshake(
     shard: &Rc<Shard>,
     reader: &mut Reader,
@@ -401,24 +438,27 @@ async fn handshake(
     rbuf: &mut BytesMut,
     peer: SocketAddr,
 ) -> Result<Option<(Rc<Conn>, glommio::task::JoinHandle<()>)>, String> {
-    if !fill(reader, rbuf, 4, None).await? {
-        return Ok(None);
-    }
-    let first4: [u8; 4] = rbuf[..4].try_into().expect("filled 4 bytes");
-    if let Some(word) = frame::four_letter_word(&first4) {
-        let text = crate::ops::four_letter_reply(word, shard);
-        let _ = writer.write_all(text.as_bytes()).await;
-        let _ = writer.close().await;
-        return Ok(None);
-    }
-    let frame = loop {
-        if let Some(f) = next_frame(rbuf, shard.cfg.frame_bytes_max)? {
-            break f;
-        }
-        let want = rbuf.len() + 1;
-        if !fill(reader, rbuf, want, None).await? {
+    // Like ZooKeeper's sessionless-connection timeout: a client that does not
+    // complete its first frame in time loses the connection.
+    let first = futures_lite::future::or(
+        async { Some(read_first_frame(shard, reader, rbuf).await) },
+        async {
+            glommio::timer::sleep(limits::HANDSHAKE_TIMEOUT).await;
+            None
+        },
+    )
+    .await;
+    let frame = match first {
+        None => return Err("no handshake within the timeout".to_string()),
+        Some(Ok(FirstFrame::Closed)) => return Ok(None),
+        Some(Ok(FirstFrame::FourLetterWord(word))) => {
+            let text = crate::ops::four_letter_reply(word, shard);
+            let _ = writer.write_all(text.as_bytes()).await;
+            let _ = writer.close().await;
             return Ok(None);
         }
+        Some(Ok(FirstFrame::Connect(frame))) => frame,
+        Some(Err(e)) => return Err(e),
     };
     let request = ConnectRequest::decode(&frame).map_err(|e| format!("bad ConnectRequest: {e}"))?;
     let conn = Rc::new(Conn::new(shard.next_conn_id(), peer));
@@ -601,6 +641,7 @@ async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::
 /// Gives back the outstanding slots of requests that will never be answered.
 fn release_pending(shard: &Shard, conn: &Conn) {
     let dropped = std::mem::take(&mut *conn.pending.borrow_mut());
+    conn.in_flight.set(0);
     for _ in dropped {
         shard.stats.shards[shard.index]
             .outstanding
