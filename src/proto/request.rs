@@ -509,19 +509,7 @@ impl<'a> Request<'a> {
     /// Requests that go through the write pipeline (sync too: it must be
     /// ordered after every earlier write).
     pub fn is_write(&self) -> bool {
-        use Request as R;
-        matches!(
-            self,
-            R::Create { .. }
-                | R::Delete { .. }
-                | R::SetData { .. }
-                | R::SetAcl { .. }
-                | R::Check { .. }
-                | R::Multi(_)
-                | R::Reconfig { .. }
-                | R::CloseSession
-                | R::Sync { .. }
-        )
+        op::is_write(self.op())
     }
 }
 

@@ -128,6 +128,26 @@ pub mod op {
     pub const CREATE_SESSION: i32 = -10;
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
+
+    /// Ops that change state or must be ordered with the writes (sync,
+    /// closeSession): a server answers them from its write pipeline.
+    pub fn is_write(op_code: i32) -> bool {
+        matches!(
+            op_code,
+            CREATE
+                | CREATE2
+                | CREATE_CONTAINER
+                | CREATE_TTL
+                | DELETE
+                | SET_DATA
+                | SET_ACL
+                | CHECK
+                | MULTI
+                | SYNC
+                | RECONFIG
+                | CLOSE_SESSION
+        )
+    }
 }
 
 /// Special xids used by the protocol.

@@ -185,7 +185,7 @@ impl Conn {
                     op,
                     started,
                     body,
-                } if is_pipeline_op(*op) => {
+                } if op::is_write(*op) => {
                     let (xid, op, started, body) = (*xid, *op, *started, body.clone());
                     *entry = Pending::InFlight { xid, started };
                     drop(pending);
@@ -288,25 +288,6 @@ impl Conn {
             && self.send_buf.borrow().len() < limits::SEND_BUFFER_HIGH_WATER_BYTES
             && shard.outstanding.get() < shard.outstanding_max
     }
-}
-
-/// Ops answered by the pipeline (they change state or must be ordered with writes).
-fn is_pipeline_op(op_code: i32) -> bool {
-    matches!(
-        op_code,
-        op::CREATE
-            | op::CREATE2
-            | op::CREATE_CONTAINER
-            | op::CREATE_TTL
-            | op::DELETE
-            | op::SET_DATA
-            | op::SET_ACL
-            | op::CHECK
-            | op::MULTI
-            | op::SYNC
-            | op::RECONFIG
-            | op::CLOSE_SESSION
-    )
 }
 
 type Reader = ReadHalf<TcpStream>;
