@@ -114,7 +114,7 @@ impl LogDevice for FileDevice {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        super::uring::fdatasync(&self.file)
     }
 
     fn len_bytes(&self) -> io::Result<u64> {

@@ -21,6 +21,7 @@ pub mod recovery;
 mod secret;
 mod sessions;
 pub mod snapshot;
+mod uring;
 pub mod wal;
 
 #[cfg(test)]
