@@ -146,6 +146,61 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy (user+nice+system), from /proc/stat.
+
+    irq/softirq are left out: loopback networking lands there and is not
+    attributed to any process either way."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system = (int(x) for x in fields[1:4])
+    return (user + nice + system) / CLK_TCK
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """utime+stime of a live process, seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = text[text.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def wait_quiet(limit_s: float, threshold_cores: float = 0.25) -> str:
+    """Waits (up to limit_s) until the machine is idle: busy < threshold over 1 s.
+    Returns '' when it is, else a note for the report."""
+    deadline = time.monotonic() + limit_s
+    said = False
+    while True:
+        b0 = machine_busy_s()
+        time.sleep(1.0)
+        busy = machine_busy_s() - b0
+        if busy < threshold_cores:
+            return ""
+        if time.monotonic() >= deadline:
+            return f"machine busy ({busy:.2f} cores) before the run"
+        if not said:
+            print(f"    (waiting for the machine to go quiet: {busy:.2f} cores busy)", flush=True)
+            said = True
+        time.sleep(4.0)
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -310,6 +365,9 @@ class RunResult:
     server_cpu_us_per_op: float | None = None
     server_cores: float | None = None
     loadgen_cpu_us_per_op: float | None = None
+    # Cores used by everything else on the machine during the loadgen run
+    # (busy CPU minus server, loadgen and this script); high = disturbed run.
+    other_cores: float | None = None
     note: str = ""
 
 
@@ -354,6 +412,8 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
         server.start()
         start_s = time.monotonic() - t0
         cmd = loadgen_command(opts, wl, server.port, server.pid, json_path)
+        busy0, srv0, kids0, me0 = machine_busy_s(), process_cpu_s(server.pid), children_cpu_s(), self_cpu_s()
+        t_run = time.monotonic()
         with open(out_path, "wb") as out:
             out.write(f"$ {shlex.join(cmd)}\n".encode())
             out.flush()
@@ -369,6 +429,11 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
             finally:
                 if lg in _live:
                     _live.remove(lg)
+        srv1 = process_cpu_s(server.pid)
+        if None not in (srv0, srv1):
+            wall = time.monotonic() - t_run
+            ours = (srv1 - srv0) + (children_cpu_s() - kids0) + (self_cpu_s() - me0)
+            res.other_cores = max(0.0, (machine_busy_s() - busy0 - ours) / wall)
         if not server.alive():
             res.note = f"server died during the run (exit {server.proc.returncode})"
         if rc != 0 or not json_path.exists():
@@ -394,10 +459,13 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
                 res.loadgen_cpu_us_per_op = float(c.get("us_per_op", 0.0))
         if res.errors:
             res.note = (res.note + f"; {res.errors} errors {res.errors_by_code}").lstrip("; ")
+        if res.other_cores is not None and res.other_cores > opts.other_cores_max:
+            res.note = (res.note + f"; other processes used {res.other_cores:.2f} cores").lstrip("; ")
         cpu = "n/a" if res.server_cpu_us_per_op is None else f"{res.server_cpu_us_per_op:.1f}"
         print(
             f"    {SERVER_NAMES[kind]:<17} {res.throughput:>10.0f} ops/s  p50 {res.p50_us/1000:.3f} ms  "
             f"p99 {res.p99_us/1000:.3f} ms  server cpu {cpu} us/op  (start {start_s:.1f}s)"
+            + (f"  other {res.other_cores:.2f} cores" if res.other_cores is not None else "")
             + (f"  [{res.note}]" if res.note else ""),
             flush=True,
         )
@@ -690,6 +758,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--loadgen", type=Path, default=REPO_ROOT / "target/release/ferrokeeper-loadgen")
     p.add_argument("--java", default=os.environ.get("JAVA", "java"))
     p.add_argument("--apache-heap", default="1g", help="Apache's -Xmx")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120,
+        help="before each pair of runs wait up to this many seconds for the machine to be "
+        "idle (< 0.25 cores busy); 0 = don't wait",
+    )
+    p.add_argument(
+        "--other-cores-max",
+        type=float,
+        default=0.2,
+        help="flag runs during which other processes used more than this many cores",
+    )
     return p.parse_args(argv)
 
 
@@ -741,9 +822,15 @@ def main(argv: list[str]) -> int:
             for rep in range(1, opts.repeats + 1):
                 for wl in wls:
                     print(f"[repeat {rep}/{opts.repeats}] {wl.title}", flush=True)
+                    busy_note = wait_quiet(opts.quiet_wait) if opts.quiet_wait > 0 else ""
+                    if busy_note:
+                        print(f"    ! {busy_note}; running anyway", flush=True)
                     for kind in ("apache", "ferrokeeper"):
                         try:
-                            results.append(run_one(opts, wl, kind, rep, workroot, json_dir))
+                            r = run_one(opts, wl, kind, rep, workroot, json_dir)
+                            if busy_note:
+                                r.note = (r.note + "; " + busy_note).lstrip("; ")
+                            results.append(r)
                         except ServerError as e:
                             print(f"    ! {kind} failed to start: {e}", flush=True)
                             results.append(RunResult(kind, wl.key, rep, ok=False,

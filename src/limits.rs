@@ -48,6 +48,11 @@ pub const SEND_BUFFER_HARD_CAP_BYTES: usize = 128 << 20;
 pub const TO_PIPELINE_CHANNEL_CAP: usize = 4096;
 /// Capacity of the pipeline -> shard channel (commit notices and control).
 pub const TO_SHARD_CHANNEL_CAP: usize = 1024;
+/// Batches handed to the log executor and not yet synced: one syncing while
+/// the next is prepared; beyond it the pipeline waits for the log.
+pub const LOG_BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// Capacity of the channels between the pipeline and the log executor.
+pub const LOG_CHANNEL_CAP: usize = LOG_BATCHES_IN_FLIGHT_MAX + 2;
 /// Messages the pipeline holds taken from the shard channels but not yet handled.
 pub const PIPELINE_INBOX_MAX: usize = 8192;
 /// Most write requests the pipeline takes into one batch (one log append, one

@@ -1,7 +1,10 @@
-//! Process-level crash test: the real binary under concurrent writes from a
-//! real client is killed with SIGKILL at random moments, several times in a
-//! row, and restarted on the same data. Every write the client saw
-//! acknowledged must be there with its data; sequence numbers never go back.
+//! Process-level durability tests of the real binary: SIGKILL at random
+//! moments under concurrent writes (every acknowledged write survives, sequence
+//! numbers never go back), retention with `ferrokeeper purge`, and a full log
+//! disk (writes fail with SYSTEMERROR, nothing unlogged is acknowledged, reads
+//! go on).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -25,6 +28,11 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
+        Node::with_cfg("")
+    }
+
+    /// `extra` is appended to the generated zoo.cfg.
+    fn with_cfg(extra: &str) -> Node {
         let dir = std::env::temp_dir().join(format!(
             "ferrokeeper-crash-{}-{}",
             std::process::id(),
@@ -37,7 +45,7 @@ impl Node {
             .unwrap()
             .port();
         let cfg = format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{extra}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
@@ -324,4 +332,68 @@ async fn purge_subcommand_keeps_the_newest_snapshots_and_the_data() {
         let (data, _) = client.get_data(&format!("/round{round}")).await.unwrap();
         assert_eq!(data, b"kept");
     }
+}
+
+/// A small tmpfs for the log; unmounted when dropped.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(size: &str) -> TinyDisk {
+        let dir = std::env::temp_dir().join(format!("ferrokeeper-tiny-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a tmpfs and needs root (as CI has)"
+        );
+        TinyDisk(dir)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_log_disk_fails_writes_but_keeps_reads() {
+    let disk = TinyDisk::mount("2m");
+    let mut node = Node::with_cfg(&format!(
+        "dataLogDir={}\npreAllocSize=64\n",
+        disk.0.display()
+    ));
+    node.start();
+    let mut c = common::raw::Conn::connect(node.addr(), 30_000);
+    assert_eq!(c.create("/kept", b"before", 0).err, 0);
+    let value = vec![b'x'; 100 << 10];
+    let mut acknowledged = 0;
+    let failed_with = loop {
+        let reply = c.create(&format!("/big{acknowledged}"), &value, 0);
+        if reply.err != 0 {
+            break reply.err;
+        }
+        acknowledged += 1;
+        assert!(acknowledged < 100, "2 MB of log took 100 writes of 100 KB");
+    };
+    assert!(acknowledged > 0, "some writes fit before the disk filled");
+    assert_eq!(
+        failed_with, -1,
+        "a write that cannot be logged gets SYSTEMERROR"
+    );
+    // Later writes are refused too, even small ones that would now fit.
+    assert_eq!(c.create("/after", b"", 0).err, -1);
+    assert_eq!(c.set_data("/kept", b"changed").1.err, -1);
+    // Reads go on, and show only what was acknowledged.
+    let (_, reply) = c.get_data("/kept", false);
+    assert_eq!(reply.err, 0);
+    assert_eq!(c.exists(&format!("/big{acknowledged}"), false).1.err, -101);
+    assert_eq!(c.exists("/after", false).1.err, -101);
+    assert!(answers_ruok(node.addr()));
+    assert!(node.log_tail().contains("write-ahead log failed"));
 }

@@ -1,8 +1,10 @@
-//! The log stage of the write pipeline: every batch is appended to the
-//! write-ahead log and fdatasync'ed (one sync per batch: group commit) before
-//! any of it is published or acknowledged. It also decides when to snapshot
-//! and writes snapshots from an immutable tree version on a low-priority
-//! thread, so writes never wait for them.
+//! The log executor (`fk-log`): every batch the pipeline hands over is
+//! appended to the write-ahead log and fdatasync'ed through io_uring (one
+//! sync per batch: group commit) before the pipeline may publish or
+//! acknowledge any of it. It runs on its own thread so that while one batch
+//! syncs the pipeline prepares the next. It also decides when to snapshot and
+//! writes snapshots from an immutable tree version on a low-priority thread,
+//! so writes never wait for them.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -16,6 +18,54 @@ use crate::storage::{
     purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
 };
 use crate::tree::{DataTree, TxnHeader, TxnOp};
+
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+
+pub enum LogRequest {
+    /// Append and sync; `version` is the tree as of this batch (for snapshots).
+    Append {
+        seq: u64,
+        txns: Vec<(TxnHeader, TxnOp)>,
+        version: DataTree,
+    },
+    /// Delete old snapshots and logs (autopurge).
+    Purge,
+    /// Final snapshot of `version`, then close the log.
+    Shutdown { version: DataTree },
+}
+
+/// The outcome of one `Append`, in request order.
+pub struct LogDone {
+    pub seq: u64,
+    pub result: Result<(), String>,
+}
+
+/// The log executor's loop.
+pub async fn run_log(
+    mut stage: LogStage,
+    requests: ConnectedReceiver<LogRequest>,
+    done: ConnectedSender<LogDone>,
+) {
+    while let Some(request) = requests.recv().await {
+        match request {
+            LogRequest::Append { seq, txns, version } => {
+                let result = stage.append(&txns).map_err(|e| e.to_string());
+                if result.is_ok() {
+                    stage.after_commit(txns.len(), &version);
+                }
+                if done.send(LogDone { seq, result }).await.is_err() {
+                    break;
+                }
+            }
+            LogRequest::Purge => stage.purge_old(),
+            LogRequest::Shutdown { version } => {
+                info!("log: {} txns appended", stage.appended_total());
+                stage.shutdown(&version);
+                return;
+            }
+        }
+    }
+}
 
 pub struct LogStage {
     wal: Wal<FsLogStore>,

@@ -1,8 +1,10 @@
 //! The glommio runtime: one shard executor per core serving clients, plus one
 //! pipeline executor that owns all writes. See docs/architecture.md.
 
+pub mod batch;
 pub mod bell;
 pub mod conn;
+pub mod inbox;
 pub mod log;
 pub mod messages;
 pub mod pipeline;
@@ -28,8 +30,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::limits;
+use log::{run_log, LogDone, LogRequest, LogStage};
 use messages::{ToPipeline, ToShard};
-use pipeline::Pipeline;
+use pipeline::{Pipeline, PipelineChannels, PipelineStart};
 use registry::ConnRegistry;
 use shard::Shard;
 use stats::ServerStats;
@@ -130,13 +133,25 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         outbox.push(to_shard_tx);
         shard_ends.push((to_pipe_tx, to_shard_rx));
     }
-    let mut handles = vec![spawn_pipeline(
-        cfg.clone(),
-        shared.clone(),
-        opened,
-        inbox,
-        outbox,
-    )?];
+    let (log_tx, log_rx) = shared_channel::new_bounded(limits::LOG_CHANNEL_CAP);
+    let (done_tx, done_rx) = shared_channel::new_bounded(limits::LOG_CHANNEL_CAP);
+    let start = PipelineStart {
+        tree: opened.recovered.tree.clone(),
+        sessions: opened.recovered.sessions.clone(),
+        secret: opened.secret,
+    };
+    let stage = LogStage::new(&cfg, opened.wal, opened.db_id, opened.recovered.sessions);
+    let mut handles = vec![
+        spawn_log(shared.clone(), stage, log_rx, done_tx)?,
+        spawn_pipeline(
+            cfg.clone(),
+            shared.clone(),
+            start,
+            inbox,
+            outbox,
+            (log_tx, done_rx),
+        )?,
+    ];
     let (ready_tx, ready_rx) = mpsc::channel();
     for (index, (to_pipe, from_pipe)) in shard_ends.into_iter().enumerate() {
         let ends = ShardEnds {
@@ -210,12 +225,30 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
+fn spawn_log(
+    shared: Arc<SharedState>,
+    stage: LogStage,
+    requests: SharedReceiver<LogRequest>,
+    done: SharedSender<LogDone>,
+) -> Result<ExecutorJoinHandle<()>, StartError> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("fk-log")
+        .spawn(move || async move {
+            let _guard = ExitGuard(shared.exited.clone());
+            let requests = requests.connect().await;
+            let done = done.connect().await;
+            run_log(stage, requests, done).await;
+        })
+        .map_err(|e| StartError::Executor(e.to_string()))
+}
+
 fn spawn_pipeline(
     cfg: Arc<Config>,
     shared: Arc<SharedState>,
-    opened: crate::storage::Opened,
+    start: PipelineStart,
     inbox: Vec<SharedReceiver<ToPipeline>>,
     outbox: Vec<SharedSender<ToShard>>,
+    log: (SharedSender<LogRequest>, SharedReceiver<LogDone>),
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("fk-pipeline")
@@ -229,8 +262,14 @@ fn spawn_pipeline(
             for tx in outbox {
                 senders.push(tx.connect().await);
             }
-            Pipeline::new(cfg, shared.published_zxid.clone(), opened)
-                .run(receivers, senders)
+            let channels = PipelineChannels {
+                inbox: receivers,
+                outbox: senders,
+                log_tx: log.0.connect().await,
+                log_rx: log.1.connect().await,
+            };
+            Pipeline::new(cfg, shared.published_zxid.clone(), start)
+                .run(channels)
                 .await;
         })
         .map_err(|e| StartError::Executor(e.to_string()))

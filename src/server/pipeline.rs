@@ -1,12 +1,11 @@
 //! The pipeline executor: the single writer. It owns the session table and the
-//! working tree (the newest state, including changes of the current batch that
-//! are not yet logged). Per batch it preps each write against that state,
-//! assigns zxids, passes the txns through the log stage, and only then
-//! publishes the new version with events and replies to every shard.
+//! working tree (the newest state, including batches not yet durable). Per
+//! batch it preps each write against that state, assigns zxids, and hands the
+//! txns to the log executor; only when the log reports the batch synced does
+//! it publish the new version with events and replies to every shard. While
+//! one batch syncs, the next is prepared (at most `LOG_BATCHES_IN_FLIGHT_MAX`).
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,64 +14,27 @@ use bytes::Bytes;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use tracing::{debug, error, info, warn};
 
-use super::bell::Bell;
-use super::log::LogStage;
+use super::batch::{Batch, Pending};
+use super::inbox::{forward_log, forward_shard, Inbox};
+use super::log::{LogDone, LogRequest};
 use super::messages::*;
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{ErrorCode, Request, SessionId, Zxid};
 use crate::session::{ConnRef, SessionTable};
-use crate::storage::{Opened, StorageError};
+use crate::storage::OpenSessions;
 use crate::tree::acl::AuthInfo;
 use crate::tree::{
-    data_len, CreateKind, CreateReq, DataTree, PrepOptions, TreeEvent, TxnHeader, TxnOp, TxnResult,
-    WriteReq,
+    data_len, CreateKind, CreateReq, DataTree, PrepOptions, TxnHeader, TxnOp, TxnResult, WriteReq,
 };
-
-/// Everything the batch being built will publish.
-struct Batch {
-    txns: Vec<(TxnHeader, TxnOp)>,
-    /// Sessions created by this batch (undone if the log append fails).
-    created_sessions: Vec<SessionId>,
-    txn_bytes: usize,
-    events: Vec<(Zxid, TreeEvent)>,
-    replies: Vec<Vec<WriteReply>>,
-    connects: Vec<Vec<ConnectReply>>,
-    closes: Vec<Vec<(u64, CloseReason)>>,
-    requests: usize,
-}
-
-impl Batch {
-    fn new(shards: usize) -> Self {
-        Batch {
-            txns: Vec::new(),
-            created_sessions: Vec::new(),
-            txn_bytes: 0,
-            events: Vec::new(),
-            replies: (0..shards).map(|_| Vec::new()).collect(),
-            connects: (0..shards).map(|_| Vec::new()).collect(),
-            closes: (0..shards).map(|_| Vec::new()).collect(),
-            requests: 0,
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.requests >= limits::BATCH_REQUESTS_MAX || self.txn_bytes >= limits::BATCH_BYTES_MAX
-    }
-
-    fn is_empty(&self) -> bool {
-        self.requests == 0
-            && self.txns.is_empty()
-            && self.connects.iter().all(Vec::is_empty)
-            && self.closes.iter().all(Vec::is_empty)
-    }
-}
 
 pub struct Pipeline {
     cfg: Arc<Config>,
     tree: DataTree,
     sessions: SessionTable,
-    log: LogStage,
+    /// Batches handed to the log executor, oldest first.
+    in_flight: VecDeque<Pending>,
+    next_seq: u64,
     /// The version shards have; the working tree returns to it if a batch
     /// cannot be logged.
     published: DataTree,
@@ -96,29 +58,23 @@ impl Pipeline {
     /// Starts from what recovery found: the tree, the last zxid, and the
     /// sessions still open (they expire on their normal schedule unless their
     /// clients reconnect, as in ZooKeeper).
-    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>, opened: Opened) -> Self {
+    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>, start: PipelineStart) -> Self {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
         };
-        let Opened {
-            recovered,
-            wal,
-            db_id,
-            secret,
-        } = opened;
-        let mut sessions = SessionTable::new(server_id, unix_ms() as u64, secret);
-        for (id, timeout_ms) in recovered.sessions.iter() {
+        let mut sessions = SessionTable::new(server_id, unix_ms() as u64, start.secret);
+        for (id, timeout_ms) in start.sessions.iter() {
             sessions.insert(id, timeout_ms, None, 0);
         }
-        let log = LogStage::new(&cfg, wal, db_id, recovered.sessions);
         Pipeline {
-            published: recovered.tree.clone(),
-            tree: recovered.tree,
+            published: start.tree.clone(),
+            next_zxid: start.tree.last_zxid() + 1,
+            tree: start.tree,
             sessions,
-            log,
+            in_flight: VecDeque::new(),
+            next_seq: 0,
             log_failed: false,
-            next_zxid: recovered.last_zxid + 1,
             started: Instant::now(),
             prep_options,
             system_auth: AuthInfo::superuser(),
@@ -131,30 +87,42 @@ impl Pipeline {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// The pipeline's main loop: wait for work or a tick, take what is queued
-    /// into one batch, log it, publish it. Ends when every shard is gone.
-    pub async fn run(
-        mut self,
-        inbox: Vec<ConnectedReceiver<ToPipeline>>,
-        outbox: Vec<ConnectedSender<ToShard>>,
-    ) {
-        let tick = Duration::from_millis(self.cfg.tick_time_ms as u64);
-        let queue = Rc::new(Inbox::new(inbox.len()));
+    /// The pipeline's main loop: wait for work, a log completion or a tick;
+    /// publish what the log made durable; take what is queued into the next
+    /// batch and hand it to the log. Ends when every shard is gone.
+    pub async fn run(mut self, channels: PipelineChannels) {
+        let PipelineChannels {
+            inbox,
+            outbox,
+            log_tx,
+            log_rx,
+        } = channels;
+        let queue = Inbox::new(inbox.len());
         for (shard, rx) in inbox.into_iter().enumerate() {
-            glommio::spawn_local(forward(shard, rx, queue.clone())).detach();
+            glommio::spawn_local(forward_shard(shard, rx, queue.clone())).detach();
         }
-        let mut next_expiry_ms = self.now_ms() + tick.as_millis() as u64;
-        let mut next_reap_ms = self.now_ms() + self.cfg.container_check_interval_ms;
-        let purge_interval_ms = self.cfg.autopurge_purge_interval_hours as u64 * 3_600_000;
-        let mut next_purge_ms = self.now_ms() + purge_interval_ms;
-        // Publish the initial version so shards serve the built-in nodes.
-        self.publish(Batch::new(outbox.len()), &outbox).await;
-        while queue.open.get() > 0 || !queue.is_empty() {
-            if queue.is_empty() {
+        glommio::spawn_local(forward_log(log_rx, queue.clone())).detach();
+        let mut timers = Timers::new(&self.cfg, self.now_ms());
+        // Publish the recovered version so shards serve it.
+        self.submit(Batch::new(outbox.len()), &outbox, &log_tx)
+            .await;
+        while queue.open.get() > 0 || !queue.is_empty() || !self.in_flight.is_empty() {
+            // Wait unless a completion is ready, or there is work and room for
+            // another batch. (Never loop without awaiting: the forwarders that
+            // deliver completions run on this executor.)
+            let window_full = self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX;
+            if !queue.has_log_done() && (queue.is_empty() || window_full) {
+                let tick = Duration::from_millis(self.cfg.tick_time_ms as u64);
                 futures_lite::future::or(queue.bell.wait(), async {
                     glommio::timer::sleep(tick / 2).await;
                 })
                 .await;
+            }
+            while let Some(done) = queue.pop_log_done() {
+                self.complete(done, &outbox).await;
+            }
+            if self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX {
+                continue;
             }
             let mut batch = Batch::new(outbox.len());
             while !batch.is_full() {
@@ -162,28 +130,35 @@ impl Pipeline {
                 self.handle(msg, &mut batch);
             }
             queue.ring_space();
-            let now = self.now_ms();
-            if now >= next_expiry_ms {
-                self.expire_sessions(now, &mut batch);
-                next_expiry_ms = now + tick.as_millis() as u64 / 2;
-            }
-            if now >= next_reap_ms {
-                self.reap(&mut batch);
-                next_reap_ms = now + self.cfg.container_check_interval_ms;
-            }
-            if purge_interval_ms > 0 && now >= next_purge_ms {
-                self.log.purge_old();
-                next_purge_ms = now + purge_interval_ms;
-            }
+            self.run_timers(&mut timers, &mut batch, &log_tx).await;
             if !batch.is_empty() {
-                self.publish(batch, &outbox).await;
+                self.submit(batch, &outbox, &log_tx).await;
             }
         }
-        info!(
-            "pipeline stopping; {} txns logged",
-            self.log.appended_total()
-        );
-        self.log.shutdown(&self.published);
+        let version = self.published.clone();
+        let _ = log_tx.send(LogRequest::Shutdown { version }).await;
+        info!("pipeline stopped");
+    }
+
+    async fn run_timers(
+        &mut self,
+        timers: &mut Timers,
+        batch: &mut Batch,
+        log_tx: &ConnectedSender<LogRequest>,
+    ) {
+        let now = self.now_ms();
+        if now >= timers.next_expiry_ms {
+            self.expire_sessions(now, batch);
+            timers.next_expiry_ms = now + self.cfg.tick_time_ms as u64 / 2;
+        }
+        if now >= timers.next_reap_ms {
+            self.reap(batch);
+            timers.next_reap_ms = now + self.cfg.container_check_interval_ms;
+        }
+        if timers.purge_interval_ms > 0 && now >= timers.next_purge_ms {
+            let _ = log_tx.send(LogRequest::Purge).await;
+            timers.next_purge_ms = now + timers.purge_interval_ms;
+        }
     }
 
     fn handle(&mut self, msg: ToPipeline, batch: &mut Batch) {
@@ -335,6 +310,9 @@ impl Pipeline {
     /// Closes sessions whose deadline passed: their ephemerals go (with events)
     /// and their connections are closed.
     fn expire_sessions(&mut self, now_ms: u64, batch: &mut Batch) {
+        if self.log_failed {
+            return; // closing a session is a txn, which can no longer be logged
+        }
         for session in self.sessions.take_expired(now_ms) {
             info!("session 0x{:x} expired", session.id);
             let header = self.header(session.id, 0);
@@ -348,6 +326,9 @@ impl Pipeline {
 
     /// Deletes empty containers that had children and expired TTL nodes.
     fn reap(&mut self, batch: &mut Batch) {
+        if self.log_failed {
+            return;
+        }
         let now = unix_ms();
         let candidates = self
             .tree
@@ -365,48 +346,85 @@ impl Pipeline {
         }
     }
 
-    /// A batch that could not be made durable is not acknowledged: the
-    /// working tree returns to the published version, the batch's writes and
-    /// new sessions fail, and from now on writes are refused while reads go on.
-    fn log_failure(&mut self, e: &StorageError, batch: &mut Batch) {
-        error!("write-ahead log failed: {e}; refusing writes from now on, still serving reads");
-        self.log_failed = true;
-        self.tree = self.published.clone();
-        self.next_zxid = self.published.last_zxid() + 1;
-        batch.events.clear();
-        for reply in batch.replies.iter_mut().flatten() {
-            if matches!(
-                reply.outcome,
-                WriteOutcome::Txn(_) | WriteOutcome::SessionClosed
-            ) {
-                reply.outcome = WriteOutcome::Error(ErrorCode::SystemError);
-                reply.zxid = self.next_zxid - 1;
-            }
+    /// Hands a batch to the log executor; a batch without txns that has
+    /// nothing ahead of it is published at once (nothing to make durable).
+    async fn submit(
+        &mut self,
+        mut batch: Batch,
+        outbox: &[ConnectedSender<ToShard>],
+        log_tx: &ConnectedSender<LogRequest>,
+    ) {
+        let version = self.tree.clone();
+        if batch.txns.is_empty() && self.in_flight.is_empty() {
+            self.publish(batch, version, outbox).await;
+            return;
         }
-        for id in batch.created_sessions.drain(..) {
-            self.sessions.remove(id);
-            for connect in batch.connects.iter_mut().flatten() {
-                if matches!(connect.outcome, ConnectOutcome::Granted { session_id, .. } if session_id == id)
-                {
-                    connect.outcome = ConnectOutcome::Expired;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let txns = std::mem::take(&mut batch.txns);
+        let request = LogRequest::Append {
+            seq,
+            txns,
+            version: version.clone(),
+        };
+        if log_tx.send(request).await.is_err() {
+            error!("the log executor is gone; refusing writes");
+        }
+        self.in_flight.push_back(Pending {
+            seq,
+            batch,
+            version,
+        });
+    }
+
+    /// The log finished the oldest batch in flight: publish it, or fail it.
+    async fn complete(&mut self, done: LogDone, outbox: &[ConnectedSender<ToShard>]) {
+        let pending = self
+            .in_flight
+            .pop_front()
+            .expect("a completion has a batch");
+        assert_eq!(pending.seq, done.seq, "the log completes batches in order");
+        let Pending {
+            mut batch, version, ..
+        } = pending;
+        match done.result {
+            Ok(()) => self.publish(batch, version, outbox).await,
+            Err(e) => {
+                self.log_failure(&e);
+                for &id in &batch.created_sessions {
+                    self.sessions.remove(id);
                 }
+                batch.fail(self.published.last_zxid());
+                let published = self.published.clone();
+                self.publish(batch, published, outbox).await;
             }
         }
     }
 
-    /// Logs the batch, then sends every shard the new version, the events and its replies.
-    async fn publish(&mut self, mut batch: Batch, outbox: &[ConnectedSender<ToShard>]) {
-        match self.log.append(&batch.txns) {
-            Ok(()) => {
-                self.published = self.tree.clone();
-                self.log.after_commit(batch.txns.len(), &self.tree);
-            }
-            Err(e) => self.log_failure(&e, &mut batch),
+    /// The log could not make a batch durable: nothing of it (or of the
+    /// batches after it) is acknowledged, the working tree returns to the
+    /// published version, and from now on writes are refused while reads go on.
+    fn log_failure(&mut self, e: &str) {
+        if !self.log_failed {
+            error!("write-ahead log failed: {e}; refusing writes from now on, still serving reads");
         }
+        self.log_failed = true;
+        self.tree = self.published.clone();
+        self.next_zxid = self.published.last_zxid() + 1;
+    }
+
+    /// Sends every shard the version, the events and its part of the batch.
+    async fn publish(
+        &mut self,
+        batch: Batch,
+        version: DataTree,
+        outbox: &[ConnectedSender<ToShard>],
+    ) {
         // Announce before sending, so no shard answers a read from an older
         // version once any shard has answered this batch's writes.
         self.published_zxid
-            .store(self.next_zxid - 1, Ordering::Release);
+            .store(version.last_zxid(), Ordering::Release);
+        self.published = version;
         let events = Arc::new(batch.events);
         let parts = batch
             .replies
@@ -424,6 +442,40 @@ impl Pipeline {
             };
             // A closed shard (shutting down) no longer needs notices.
             let _ = outbox[shard].send(ToShard::Commit(Box::new(notice))).await;
+        }
+    }
+}
+
+/// Where the pipeline starts: what recovery found.
+pub struct PipelineStart {
+    pub tree: DataTree,
+    pub sessions: OpenSessions,
+    pub secret: [u8; 16],
+}
+
+pub struct PipelineChannels {
+    pub inbox: Vec<ConnectedReceiver<ToPipeline>>,
+    pub outbox: Vec<ConnectedSender<ToShard>>,
+    pub log_tx: ConnectedSender<LogRequest>,
+    pub log_rx: ConnectedReceiver<LogDone>,
+}
+
+/// When the periodic jobs run next (monotonic ms of the pipeline's clock).
+struct Timers {
+    next_expiry_ms: u64,
+    next_reap_ms: u64,
+    next_purge_ms: u64,
+    purge_interval_ms: u64,
+}
+
+impl Timers {
+    fn new(cfg: &Config, now_ms: u64) -> Self {
+        let purge_interval_ms = cfg.autopurge_purge_interval_hours as u64 * 3_600_000;
+        Timers {
+            next_expiry_ms: now_ms + cfg.tick_time_ms as u64,
+            next_reap_ms: now_ms + cfg.container_check_interval_ms,
+            next_purge_ms: now_ms + purge_interval_ms,
+            purge_interval_ms,
         }
     }
 }
@@ -479,53 +531,4 @@ fn txn_size_estimate(op: &TxnOp) -> usize {
         TxnOp::Multi(ops) => ops.iter().map(txn_size_estimate).sum(),
         _ => 64,
     }
-}
-
-/// Messages from all shards, in arrival order, bounded: a forwarder stops
-/// taking from its shard's channel while the queue is full, which is the
-/// backpressure to that shard.
-struct Inbox {
-    queue: RefCell<VecDeque<ToPipeline>>,
-    /// Rung when a message arrives or a shard's channel closes.
-    bell: Bell,
-    /// One per forwarder, rung when the pipeline has taken messages.
-    space: Vec<Bell>,
-    open: Cell<usize>,
-}
-
-impl Inbox {
-    fn new(shards: usize) -> Self {
-        Inbox {
-            queue: RefCell::new(VecDeque::new()),
-            bell: Bell::new(),
-            space: (0..shards).map(|_| Bell::new()).collect(),
-            open: Cell::new(shards),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queue.borrow().is_empty()
-    }
-
-    fn pop(&self) -> Option<ToPipeline> {
-        self.queue.borrow_mut().pop_front()
-    }
-
-    fn ring_space(&self) {
-        self.space.iter().for_each(Bell::ring);
-    }
-}
-
-/// Moves one shard's messages into the inbox. Each `recv` future runs to
-/// completion (dropping pending glommio receives would leak their wakers).
-async fn forward(shard: usize, rx: ConnectedReceiver<ToPipeline>, inbox: Rc<Inbox>) {
-    while let Some(msg) = rx.recv().await {
-        inbox.queue.borrow_mut().push_back(msg);
-        inbox.bell.ring();
-        while inbox.queue.borrow().len() >= limits::PIPELINE_INBOX_MAX {
-            inbox.space[shard].wait().await;
-        }
-    }
-    inbox.open.set(inbox.open.get() - 1);
-    inbox.bell.ring();
 }
