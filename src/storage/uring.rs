@@ -13,7 +13,7 @@ use tracing::warn;
 const RING_ENTRIES: u32 = 4;
 
 enum Ring {
-    Ready(IoUring),
+    Ready(Box<IoUring>),
     Unavailable,
 }
 
@@ -35,7 +35,7 @@ pub fn fdatasync(file: &impl AsRawFd) -> io::Result<()> {
 
 fn new_ring() -> Ring {
     match IoUring::new(RING_ENTRIES) {
-        Ok(ring) => Ring::Ready(ring),
+        Ok(ring) => Ring::Ready(Box::new(ring)),
         Err(e) => {
             warn!("io_uring unavailable ({e}); syncing the log with fdatasync(2)");
             Ring::Unavailable
