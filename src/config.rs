@@ -82,6 +82,13 @@ pub struct Config {
     pub shard_count: usize,
     /// Requests one connection may have in flight (`ferrokeeper.maxOutstandingPerConnection`).
     pub outstanding_per_connection_max: u32,
+    /// Most requests in one log batch (`zookeeper.maxBatchSize`).
+    pub batch_requests_max: usize,
+    /// Most txn bytes in one log batch (`ferrokeeper.maxBatchBytes`).
+    pub batch_bytes_max: usize,
+    /// How long a batch waits for more requests before it is logged
+    /// (`zookeeper.flushDelay`, ms; 0 = log as soon as the queue is drained).
+    pub flush_delay_ms: u64,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
     /// One line per accepted-but-unused key, logged at startup.
@@ -116,6 +123,9 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             shard_count: 0,
             outstanding_per_connection_max: limits::OUTSTANDING_PER_CONNECTION_DEFAULT,
+            batch_requests_max: limits::BATCH_REQUESTS_MAX,
+            batch_bytes_max: limits::BATCH_BYTES_MAX,
+            flush_delay_ms: 0,
             servers: Vec::new(),
             my_id: None,
             warnings: Vec::new(),
@@ -273,6 +283,17 @@ impl Config {
                 self.outstanding_per_connection_max =
                     parse_range(value, 1, limits::OUTSTANDING_PER_CONNECTION_CAP)?
             }
+            "maxBatchSize" => {
+                self.batch_requests_max =
+                    parse_range(value, 1u64, limits::BATCH_REQUESTS_CAP as u64)? as usize
+            }
+            "ferrokeeper.maxBatchBytes" => {
+                self.batch_bytes_max =
+                    parse_range(value, 1024u64, limits::BATCH_BYTES_CAP as u64)? as usize
+            }
+            "flushDelay" => {
+                self.flush_delay_ms = parse_range(value, 0, limits::FLUSH_DELAY_MS_MAX)?
+            }
             _ if key.starts_with("server.") => self.servers.push(parse_server(key, value)?),
             _ => self.warn_unused(key),
         }
@@ -358,7 +379,11 @@ struct Seen {
 fn is_known_key(key: &str) -> bool {
     matches!(
         key,
-        "DigestAuthenticationProvider.superDigest" | "extendedTypesEnabled" | "jute.maxbuffer"
+        "DigestAuthenticationProvider.superDigest"
+            | "extendedTypesEnabled"
+            | "jute.maxbuffer"
+            | "maxBatchSize"
+            | "flushDelay"
     )
 }
 
@@ -533,6 +558,25 @@ mod tests {
         assert_eq!(cfg.negotiate_timeout_ms(1), 4000);
         assert_eq!(cfg.negotiate_timeout_ms(10_000), 10_000);
         assert_eq!(cfg.negotiate_timeout_ms(i32::MAX), 40_000);
+    }
+
+    #[test]
+    fn batch_bounds_accept_zookeeper_property_names() {
+        let cfg = Config::parse(
+            "zookeeper.maxBatchSize=50\nflushDelay=2\nferrokeeper.maxBatchBytes=65536\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                cfg.batch_requests_max,
+                cfg.flush_delay_ms,
+                cfg.batch_bytes_max
+            ),
+            (50, 2, 65536)
+        );
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert!(Config::parse("maxBatchSize=0\n", "z").is_err());
     }
 
     #[test]

@@ -55,11 +55,17 @@ pub const LOG_BATCHES_IN_FLIGHT_MAX: usize = 2;
 pub const LOG_CHANNEL_CAP: usize = LOG_BATCHES_IN_FLIGHT_MAX + 2;
 /// Messages the pipeline holds taken from the shard channels but not yet handled.
 pub const PIPELINE_INBOX_MAX: usize = 8192;
-/// Most write requests the pipeline takes into one batch (one log append, one
-/// publish); ZooKeeper's `zookeeper.maxBatchSize` plays the same role.
+/// Default most write requests the pipeline takes into one batch (one log
+/// append, one publish); zoo.cfg `zookeeper.maxBatchSize`.
 pub const BATCH_REQUESTS_MAX: usize = 1000;
-/// Most txn bytes in one batch.
+/// Largest configurable `maxBatchSize`.
+pub const BATCH_REQUESTS_CAP: usize = 100_000;
+/// Default most txn bytes in one batch (`ferrokeeper.maxBatchBytes`).
 pub const BATCH_BYTES_MAX: usize = 4 << 20;
+/// Largest configurable batch byte bound.
+pub const BATCH_BYTES_CAP: usize = 256 << 20;
+/// Largest configurable `flushDelay` (ms).
+pub const FLUSH_DELAY_MS_MAX: u64 = 1000;
 /// Session ids a shard reports as active in one touch message.
 pub const TOUCH_BATCH_MAX: usize = 65536;
 /// Nodes the container/TTL reaper deletes per pass.

@@ -1,13 +1,20 @@
 //! One batch of the write pipeline: the txns it logs and everything it will
 //! publish once they are durable (events, replies, handshake results, closes).
 
-use crate::limits;
 use crate::proto::{ErrorCode, SessionId, Zxid};
 use crate::tree::{DataTree, TreeEvent, TxnHeader, TxnOp};
 
 use super::messages::{CloseReason, ConnectOutcome, ConnectReply, WriteOutcome, WriteReply};
 
+/// How large a batch may grow (zoo.cfg `maxBatchSize`, `ferrokeeper.maxBatchBytes`).
+#[derive(Clone, Copy)]
+pub struct BatchBounds {
+    pub requests_max: usize,
+    pub bytes_max: usize,
+}
+
 pub struct Batch {
+    bounds: BatchBounds,
     pub txns: Vec<(TxnHeader, TxnOp)>,
     /// Sessions created by this batch (undone if the log append fails).
     pub created_sessions: Vec<SessionId>,
@@ -21,8 +28,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(shards: usize) -> Self {
+    pub fn new(shards: usize, bounds: BatchBounds) -> Self {
         Batch {
+            bounds,
             txns: Vec::new(),
             created_sessions: Vec::new(),
             txn_bytes: 0,
@@ -35,7 +43,7 @@ impl Batch {
     }
 
     pub fn is_full(&self) -> bool {
-        self.requests >= limits::BATCH_REQUESTS_MAX || self.txn_bytes >= limits::BATCH_BYTES_MAX
+        self.requests >= self.bounds.requests_max || self.txn_bytes >= self.bounds.bytes_max
     }
 
     pub fn is_empty(&self) -> bool {

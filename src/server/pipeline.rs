@@ -14,7 +14,7 @@ use bytes::Bytes;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use tracing::{debug, error, info, warn};
 
-use super::batch::{Batch, Pending};
+use super::batch::{Batch, BatchBounds, Pending};
 use super::inbox::{forward_log, forward_shard, Inbox};
 use super::log::{LogDone, LogRequest};
 use super::messages::*;
@@ -103,8 +103,13 @@ impl Pipeline {
         }
         glommio::spawn_local(forward_log(log_rx, queue.clone())).detach();
         let mut timers = Timers::new(&self.cfg, self.now_ms());
+        let bounds = BatchBounds {
+            requests_max: self.cfg.batch_requests_max,
+            bytes_max: self.cfg.batch_bytes_max,
+        };
+        let flush_delay = Duration::from_millis(self.cfg.flush_delay_ms);
         // Publish the recovered version so shards serve it.
-        self.submit(Batch::new(outbox.len()), &outbox, &log_tx)
+        self.submit(Batch::new(outbox.len(), bounds), &outbox, &log_tx)
             .await;
         while queue.open.get() > 0 || !queue.is_empty() || !self.in_flight.is_empty() {
             // Wait unless a completion is ready, or there is work and room for
@@ -124,12 +129,13 @@ impl Pipeline {
             if self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX {
                 continue;
             }
-            let mut batch = Batch::new(outbox.len());
-            while !batch.is_full() {
-                let Some(msg) = queue.pop() else { break };
-                self.handle(msg, &mut batch);
+            let mut batch = Batch::new(outbox.len(), bounds);
+            self.fill(&queue, &mut batch);
+            if !flush_delay.is_zero() && batch.requests > 0 && !batch.is_full() {
+                // flushDelay: trade latency for larger batches (fewer syncs).
+                glommio::timer::sleep(flush_delay).await;
+                self.fill(&queue, &mut batch);
             }
-            queue.ring_space();
             self.run_timers(&mut timers, &mut batch, &log_tx).await;
             if !batch.is_empty() {
                 self.submit(batch, &outbox, &log_tx).await;
@@ -138,6 +144,15 @@ impl Pipeline {
         let version = self.published.clone();
         let _ = log_tx.send(LogRequest::Shutdown { version }).await;
         info!("pipeline stopped");
+    }
+
+    /// Takes queued messages into `batch` until it is full or the queue is empty.
+    fn fill(&mut self, queue: &Inbox, batch: &mut Batch) {
+        while !batch.is_full() {
+            let Some(msg) = queue.pop() else { break };
+            self.handle(msg, batch);
+        }
+        queue.ring_space();
     }
 
     async fn run_timers(
