@@ -5,7 +5,7 @@
 //! `cargo bench --bench recovery` (setup writes ~250 MB under the temp dir and
 //! takes a while; it is removed at the end).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +22,7 @@ const PARENTS: usize = 1_000;
 const BATCH_TXNS: usize = 1_000;
 
 /// Writes the database through the real log and snapshot code.
-fn build(dir: &PathBuf) {
+fn build(dir: &Path) {
     let started = Instant::now();
     let opts = StorageOptions::for_dir(dir);
     let mut opened = open(&opts).expect("open empty dir");
@@ -31,7 +31,6 @@ fn build(dir: &PathBuf) {
     let auth = AuthInfo::superuser();
     let prep = PrepOptions::default();
     let mut batch: Vec<(TxnHeader, TxnOp)> = Vec::with_capacity(BATCH_TXNS);
-    let mut zxid = 1;
     let data = Bytes::from_static(&[b'x'; 100]);
     let paths = (0..PARENTS)
         .map(|p| format!("/p{p}"))
@@ -40,10 +39,9 @@ fn build(dir: &PathBuf) {
         let header = TxnHeader {
             session_id: 0,
             cxid: 0,
-            zxid,
+            zxid: i as i64 + 1,
             time_ms: 1_700_000_000_000,
         };
-        zxid += 1;
         let req = WriteReq::Create(CreateReq {
             path: &path,
             data: Some(data.clone()),

@@ -253,7 +253,7 @@ impl Pipeline {
                 WriteOutcome::SessionClosed
             }
             other => {
-                let Some(req) = write_req(&other, &msg.body) else {
+                let Some(req) = write_req(&other) else {
                     return WriteOutcome::Error(ErrorCode::Unimplemented);
                 };
                 match self.tree.prep(&header, req, &msg.auth, &self.prep_options) {
@@ -497,8 +497,10 @@ impl Timers {
 
 /// Maps a decoded write request onto the tree's prep input; None for ops that
 /// are not tree writes.
-fn write_req<'a>(request: &'a Request<'a>, body: &'a Bytes) -> Option<WriteReq<'a>> {
-    let data = |slice: &Option<&[u8]>| slice.map(|s| body.slice_ref(s));
+fn write_req<'a>(request: &'a Request<'a>) -> Option<WriteReq<'a>> {
+    // Node data gets its own allocation: a slice of the frame would keep the
+    // connection's whole receive buffer alive for as long as the node lives.
+    let data = |slice: &Option<&[u8]>| slice.map(Bytes::copy_from_slice);
     Some(match request {
         Request::Create { op, req } => WriteReq::Create(CreateReq {
             path: req.path,
@@ -530,11 +532,7 @@ fn write_req<'a>(request: &'a Request<'a>, body: &'a Bytes) -> Option<WriteReq<'
             path,
             version: *version,
         },
-        Request::Multi(ops) => WriteReq::Multi(
-            ops.iter()
-                .map(|o| write_req(o, body))
-                .collect::<Option<_>>()?,
-        ),
+        Request::Multi(ops) => WriteReq::Multi(ops.iter().map(write_req).collect::<Option<_>>()?),
         _ => return None,
     })
 }

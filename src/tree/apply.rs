@@ -5,7 +5,7 @@
 use super::node::{data_len, Data};
 use std::sync::Arc;
 
-use super::node::{Children, Node};
+use super::node::{no_children, Node};
 use super::path;
 use super::txn::{multi_error_codes, CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
 use super::DataTree;
@@ -109,7 +109,7 @@ impl DataTree {
             data: new.data.clone(),
             stat,
             acl: new.acl.into(),
-            children: Children::new(),
+            children: no_children(),
         };
         let node_acl = node.acl.clone();
         let node_path: Arc<str> = new.path.into();

@@ -87,7 +87,7 @@ impl DataTree {
             data: None,
             stat,
             acl,
-            children: node::Children::new(),
+            children: node::no_children(),
         };
         self.data_bytes += path::java_len(node_path);
         self.nodes.insert(node_path.into(), Arc::new(node));
@@ -326,7 +326,7 @@ impl DataTree {
             },
             data,
             acl: acl.into(),
-            children: node::Children::new(),
+            children: node::no_children(),
         };
         self.insert_node(node_path.into(), node);
         Ok(())

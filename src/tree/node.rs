@@ -18,6 +18,14 @@ pub fn data_len(data: &Data) -> usize {
 /// Child names (not full paths), kept sorted so getChildren is deterministic.
 pub type Children = imbl::OrdSet<Arc<str>>;
 
+/// An empty child set. `OrdSet::new()` allocates a root node (about 1.6 KB),
+/// which for leaves — most znodes — would dominate memory; clones of one
+/// shared empty set cost nothing until a child is added (copy-on-write).
+pub fn no_children() -> Children {
+    static EMPTY: std::sync::OnceLock<Children> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Children::new).clone()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// None is ZooKeeper's null data (created or set with a null buffer).
