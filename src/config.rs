@@ -82,6 +82,8 @@ pub struct Config {
     pub shard_count: usize,
     /// Requests one connection may have in flight (`ferrokeeper.maxOutstandingPerConnection`).
     pub outstanding_per_connection_max: u32,
+    /// Watches one connection may hold (`ferrokeeper.maxWatchesPerConnection`).
+    pub watches_per_connection_max: usize,
     /// Most requests in one log batch (`zookeeper.maxBatchSize`).
     pub batch_requests_max: usize,
     /// Most txn bytes in one log batch (`ferrokeeper.maxBatchBytes`).
@@ -123,6 +125,7 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             shard_count: 0,
             outstanding_per_connection_max: limits::OUTSTANDING_PER_CONNECTION_DEFAULT,
+            watches_per_connection_max: limits::WATCHES_PER_CONNECTION_DEFAULT,
             batch_requests_max: limits::BATCH_REQUESTS_MAX,
             batch_bytes_max: limits::BATCH_BYTES_MAX,
             flush_delay_ms: 0,
@@ -282,6 +285,10 @@ impl Config {
             "ferrokeeper.maxOutstandingPerConnection" => {
                 self.outstanding_per_connection_max =
                     parse_range(value, 1, limits::OUTSTANDING_PER_CONNECTION_CAP)?
+            }
+            "ferrokeeper.maxWatchesPerConnection" => {
+                self.watches_per_connection_max =
+                    parse_range(value, 1u64, limits::WATCHES_PER_CONNECTION_CAP as u64)? as usize
             }
             "maxBatchSize" => {
                 self.batch_requests_max =

@@ -21,6 +21,11 @@ pub const VECTOR_LEN_MAX: usize = 1 << 20;
 pub const OUTSTANDING_PER_CONNECTION_DEFAULT: u32 = 1000;
 /// Largest configurable per-connection outstanding count.
 pub const OUTSTANDING_PER_CONNECTION_CAP: u32 = 100_000;
+/// Default most watches one connection may hold
+/// (`ferrokeeper.maxWatchesPerConnection`); beyond it the connection closes.
+pub const WATCHES_PER_CONNECTION_DEFAULT: usize = 1_000_000;
+/// Largest configurable watches per connection.
+pub const WATCHES_PER_CONNECTION_CAP: usize = 100_000_000;
 /// Largest configurable `globalOutstandingLimit`.
 pub const GLOBAL_OUTSTANDING_CAP: u32 = 1_000_000;
 /// How long startup retries binding a client port that is still in use

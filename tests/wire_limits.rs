@@ -482,3 +482,37 @@ async fn silent_connection_is_closed_after_the_handshake_timeout() {
     })
     .await;
 }
+
+/// Watches are memory a client could grow without limit: past
+/// `ferrokeeper.maxWatchesPerConnection` the connection is closed (after the
+/// reply), and other clients are unaffected. Ferrokeeper's own bound: Apache
+/// ZooKeeper has none, so this test does not apply to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_per_connection_are_bounded() {
+    if common::is_apache() {
+        eprintln!(
+            "watches_per_connection_are_bounded: a Ferrokeeper-only bound; not run against Apache"
+        );
+        return;
+    }
+    common::bounded(60, async {
+        let s = Server::start(&[("ferrokeeper.maxWatchesPerConnection", "20")]);
+        let mut c = s.raw();
+        for i in 0..20 {
+            let (_, reply) = c.exists(&format!("/watched{i}"), true);
+            assert_eq!(reply.err, err::NO_NODE, "watch {i} is within the bound");
+        }
+        assert_eq!(
+            s.four_letter("wchs").lines().last().unwrap_or(""),
+            "Total watches:20"
+        );
+        let (_, reply) = c.exists("/one-too-many", true);
+        assert_eq!(reply.err, err::NO_NODE, "the request is still answered");
+        assert!(
+            c.wait_closed(Duration::from_secs(10)),
+            "then the connection closes"
+        );
+        assert_serving(&s);
+    })
+    .await;
+}

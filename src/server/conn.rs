@@ -27,6 +27,7 @@ use super::reads::{execute_local, LocalOutcome};
 use super::registry::ConnInfo;
 use super::replies::encode_write_reply;
 use super::shard::Shard;
+use super::stats;
 use crate::limits;
 use crate::proto::frame::{self, FrameError};
 use crate::proto::response::encode_watch_event;
@@ -60,7 +61,6 @@ pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub session_id: Cell<SessionId>,
-    pub timeout_ms: Cell<i32>,
     pub auth: RefCell<Arc<AuthInfo>>,
     /// Requests in arrival order. Invariant: the first `in_flight` entries are
     /// `InFlight` and the rest `Queued` (a write is dispatched only when
@@ -84,7 +84,6 @@ impl Conn {
             id,
             peer,
             session_id: Cell::new(0),
-            timeout_ms: Cell::new(0),
             auth: RefCell::new(Arc::new(AuthInfo::for_client(peer.ip()))),
             pending: RefCell::new(VecDeque::new()),
             in_flight: Cell::new(0),
@@ -119,7 +118,7 @@ impl Conn {
 
     pub fn push_event(&self, zxid: i64, event: EventType, state: i32, path: &str) {
         encode_watch_event(&mut self.send_buf.borrow_mut(), zxid, event, state, path);
-        ConnInfo::bump(&self.info.sent);
+        stats::add(&self.info.sent, 1);
     }
 
     pub fn on_connect_reply(&self, outcome: ConnectOutcome) {
@@ -154,11 +153,11 @@ impl Conn {
     }
 
     fn finish_request(&self, shard: &Shard, started: Instant) {
-        ConnInfo::bump(&self.info.sent);
-        self.info.queued.fetch_sub(1, Relaxed);
+        stats::add(&self.info.sent, 1);
+        stats::sub(&self.info.queued, 1);
         let counters = &shard.stats.shards[shard.index];
-        counters.packets_sent.fetch_add(1, Relaxed);
-        counters.outstanding.fetch_sub(1, Relaxed);
+        stats::add(&counters.packets_sent, 1);
+        stats::sub(&counters.outstanding, 1);
         shard
             .stats
             .record_latency(shard.index, started.elapsed().as_millis() as u64);
@@ -259,13 +258,13 @@ impl Conn {
             RequestHeader::split(&frame).map_err(|e| format!("bad request header: {e}"))?;
         let body = frame.slice(8..);
         shard.touch(self);
-        ConnInfo::bump(&self.info.received);
-        ConnInfo::bump(&self.info.queued);
+        stats::add(&self.info.received, 1);
+        stats::add(&self.info.queued, 1);
         self.info.last_op.store(header.op, Relaxed);
         self.info.last_cxid.store(header.xid, Relaxed);
         let counters = &shard.stats.shards[shard.index];
-        counters.packets_received.fetch_add(1, Relaxed);
-        counters.outstanding.fetch_add(1, Relaxed);
+        stats::add(&counters.packets_received, 1);
+        stats::add(&counters.outstanding, 1);
         if !shard.acquire_outstanding() {
             // Cannot happen: the reader checks the budget before reading a frame.
             return Err("outstanding budget exceeded".to_string());
@@ -307,12 +306,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(limits::RECV_CHUNK_BYTES);
     let counters = &shard.stats.shards[shard.index];
-    counters.connections.fetch_add(1, Relaxed);
+    stats::add(&counters.connections, 1);
     match handshake(&shard, &mut reader, writer, &mut rbuf, peer).await {
         Ok(Some((conn, writer_task))) => {
             if let Err(reason) = read_loop(&shard, &conn, &mut reader, &mut rbuf).await {
                 info!("closing connection {peer}: {reason}");
-                counters.frames_rejected.fetch_add(1, Relaxed);
+                stats::add(&counters.frames_rejected, 1);
                 conn.close_now();
             }
             finish(&shard, &conn, writer_task).await;
@@ -320,10 +319,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         Ok(None) => {}
         Err(reason) => {
             info!("closing connection {peer} during handshake: {reason}");
-            counters.frames_rejected.fetch_add(1, Relaxed);
+            stats::add(&counters.frames_rejected, 1);
         }
     }
-    counters.connections.fetch_sub(1, Relaxed);
+    stats::sub(&counters.connections, 1);
     shard.release_ip(peer.ip());
 }
 
@@ -509,7 +508,6 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_
                     password,
                 } => {
                     conn.session_id.set(session_id);
-                    conn.timeout_ms.set(timeout_ms);
                     conn.info.session_id.store(session_id, Relaxed);
                     conn.info.timeout_ms.store(timeout_ms, Relaxed);
                     Attach::Granted((session_id, timeout_ms, password))
@@ -623,10 +621,11 @@ async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::
 fn release_pending(shard: &Shard, conn: &Conn) {
     let dropped = std::mem::take(&mut *conn.pending.borrow_mut());
     conn.in_flight.set(0);
+    stats::sub(
+        &shard.stats.shards[shard.index].outstanding,
+        dropped.len() as u64,
+    );
     for _ in dropped {
-        shard.stats.shards[shard.index]
-            .outstanding
-            .fetch_sub(1, Relaxed);
         shard.release_outstanding();
     }
 }

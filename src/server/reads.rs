@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::conn::Conn;
-use super::registry::ConnInfo;
 use super::shard::Shard;
+use super::stats;
 use crate::proto::response::{
     encode_children, encode_error, encode_reply, encode_watch_event, MultiResult, ReplyHeader,
     Response,
@@ -119,11 +119,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// Registers a watch, within the per-connection bound: a connection that
+    /// would exceed it gets this reply and is then closed (watches are memory
+    /// a client could otherwise grow without limit).
     fn watch(&self, kind: WatchKind, path: &str) {
-        self.shard
-            .watches
-            .borrow_mut()
-            .add(kind, path, self.conn.id);
+        let max = self.shard.cfg.watches_per_connection_max;
+        let mut watches = self.shard.watches.borrow_mut();
+        if watches.count_of(self.conn.id) >= max {
+            drop(watches);
+            warn!(
+                "connection {} exceeds {max} watches (ferrokeeper.maxWatchesPerConnection); closing",
+                self.conn.peer
+            );
+            self.conn.close_after_flush();
+            return;
+        }
+        watches.add(kind, path, self.conn.id);
+        drop(watches);
         self.shard.publish_watch_count();
     }
 
@@ -316,7 +328,7 @@ impl Ctx<'_> {
         let mut fire = |event: EventType, path: &str, node: Option<&Node>| {
             if node.is_none_or(|n| check_acl(&n.acl, perms::READ, &auth)) {
                 encode_watch_event(out, self.zxid, event, keeper_state::SYNC_CONNECTED, path);
-                ConnInfo::bump(&self.conn.info.sent);
+                stats::add(&self.conn.info.sent, 1);
             }
         };
         for &path in data {

@@ -42,10 +42,6 @@ impl ConnInfo {
         }
     }
 
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
-    }
-
     /// One `cons` line, in ZooKeeper's shape.
     pub fn line(&self) -> String {
         format!(

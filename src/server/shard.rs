@@ -51,8 +51,6 @@ pub struct Shard {
     touched: RefCell<Vec<SessionId>>,
     touch_epoch: Cell<u64>,
     next_conn_id: Cell<u64>,
-    /// Set when the first commit notice arrived (the shard has a version to serve).
-    pub ready: Cell<bool>,
     pub shutting_down: Cell<bool>,
 }
 
@@ -79,7 +77,6 @@ impl Shard {
             touched: RefCell::new(Vec::new()),
             touch_epoch: Cell::new(1),
             next_conn_id: Cell::new(1),
-            ready: Cell::new(false),
             shutting_down: Cell::new(false),
         }
     }
@@ -180,7 +177,6 @@ impl Shard {
         self.stats.shards[self.index]
             .session_count
             .store(notice.session_count as u64, Relaxed);
-        self.ready.set(true);
         for reply in notice.replies {
             if let Some(conn) = self.conn(reply.conn_id) {
                 conn.on_write_reply(self, reply);

@@ -7,6 +7,19 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+/// Every counter here has one writer, the shard (or connection) that owns it,
+/// so an update is a relaxed load and store: no locked read-modify-write on
+/// the request path. Readers on other threads may see a value a few updates
+/// old, and an `srst` racing with the owner may be lost: fine for statistics.
+pub fn add(counter: &AtomicU64, delta: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(delta), Relaxed);
+}
+
+/// See [`add`]; never goes below zero.
+pub fn sub(counter: &AtomicU64, delta: u64) {
+    counter.store(counter.load(Relaxed).saturating_sub(delta), Relaxed);
+}
+
 #[derive(Default)]
 pub struct ShardCounters {
     pub packets_received: AtomicU64,
@@ -63,10 +76,14 @@ impl ServerStats {
 
     pub fn record_latency(&self, shard: usize, ms: u64) {
         let c = &self.shards[shard];
-        c.latency_total_ms.fetch_add(ms, Relaxed);
-        c.latency_count.fetch_add(1, Relaxed);
-        c.latency_max_ms.fetch_max(ms, Relaxed);
-        c.latency_min_ms.fetch_min(ms, Relaxed);
+        add(&c.latency_total_ms, ms);
+        add(&c.latency_count, 1);
+        if ms > c.latency_max_ms.load(Relaxed) {
+            c.latency_max_ms.store(ms, Relaxed);
+        }
+        if ms < c.latency_min_ms.load(Relaxed) {
+            c.latency_min_ms.store(ms, Relaxed);
+        }
     }
 
     pub fn totals(&self) -> Totals {

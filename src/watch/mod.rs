@@ -69,6 +69,11 @@ impl WatchRegistry {
         self.path_kinds.len()
     }
 
+    /// Watches one connection holds.
+    pub fn count_of(&self, watcher: WatcherId) -> usize {
+        self.by_watcher.get(&watcher).map_or(0, HashSet::len)
+    }
+
     /// Connections with at least one watch.
     pub fn watcher_count(&self) -> usize {
         self.by_watcher.len()
@@ -362,6 +367,7 @@ mod tests {
         r.add(WatchKind::Child, "/a", 2);
         r.add(WatchKind::Data, "/b", 1);
         assert_eq!((r.path_count(), r.watcher_count()), (2, 2));
+        assert_eq!((r.count_of(1), r.count_of(2), r.count_of(3)), (2, 1, 0));
         r.trigger(EventType::NodeDataChanged, "/a");
         assert_eq!(r.path_count(), 2, "the child watch still covers /a");
         r.remove_watcher(2);
