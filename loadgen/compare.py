@@ -37,6 +37,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Shared with the compatibility tests: port picking, four-letter words and the
+# Debian ZooKeeper class path (tests/compat/servers.py, stdlib only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat"))
+from servers import apache_classpath, free_port  # noqa: E402
+from servers import four_letter_word as four_letter  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ZK_JAR_DIR = Path(os.environ.get("ZK_JAR_DIR", "/usr/share/java"))
@@ -112,24 +118,6 @@ def _terminate(proc: subprocess.Popen, grace: float = STOP_DEADLINE_S) -> int | 
 def _on_sigterm(signum, _frame):
     # Turn SIGTERM/SIGHUP into an exception so the finally blocks stop the servers.
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def four_letter(port: int, word: str, timeout: float = 5.0) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(word.encode("ascii"))
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -315,18 +303,6 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-
-def apache_classpath() -> str:
-    override = os.environ.get("ZK_CLASSPATH")
-    if override:
-        return override
-    jar = ZK_JAR_DIR / "zookeeper.jar"
-    # zookeeper.jar's manifest names its dependencies; add exactly one SLF4J binding.
-    binding = ZK_JAR_DIR / "slf4j-simple.jar"
-    if not binding.exists():
-        binding = ZK_JAR_DIR / "slf4j-nop.jar"
-    return os.pathsep.join([ZK_CONF_DIR, str(jar), str(binding)])
 
 
 def ensure_apache(opts: argparse.Namespace) -> None:
