@@ -75,6 +75,9 @@ pub const FLUSH_DELAY_MS_MAX: u64 = 1000;
 pub const TOUCH_BATCH_MAX: usize = 65536;
 /// Nodes the container/TTL reaper deletes per pass.
 pub const REAP_PER_PASS_MAX: usize = 1000;
+/// The ACL cache sweeps lists no node uses once it holds this many (and
+/// again whenever it has doubled since the last sweep).
+pub const ACL_CACHE_SWEEP_MIN: usize = 1024;
 /// Live sessions the server holds; new sessions beyond it are refused.
 pub const SESSIONS_MAX: usize = 1 << 20;
 

@@ -108,7 +108,7 @@ impl DataTree {
         let node = Node {
             data: new.data.clone(),
             stat,
-            acl: new.acl.into(),
+            acl: self.acls.intern(new.acl),
             children: no_children(),
         };
         let node_acl = node.acl.clone();
@@ -195,8 +195,9 @@ impl DataTree {
         acl: &[Acl],
         version: i32,
     ) -> Result<TxnResult, ErrorCode> {
+        let acl = self.acls.intern(acl);
         let node = self.node_mut(node_path).ok_or(ErrorCode::NoNode)?;
-        node.acl = acl.into();
+        node.acl = acl;
         node.stat.aversion = version;
         Ok(TxnResult::SetAcl(node.stat))
     }

@@ -10,6 +10,7 @@
 //! WAL recovery can replay logged txns with it.
 
 pub mod acl;
+mod acl_cache;
 mod apply;
 pub mod node;
 pub mod path;
@@ -48,6 +49,7 @@ pub struct DataTree {
     /// ZooKeeper's approximate data size: sum of path length + data length.
     data_bytes: i64,
     last_zxid: i64,
+    acls: acl_cache::AclCache,
 }
 
 impl Default for DataTree {
@@ -69,8 +71,9 @@ impl DataTree {
             ephemeral_count: 0,
             data_bytes: 0,
             last_zxid: 0,
+            acls: acl_cache::AclCache::default(),
         };
-        let open: Arc<[Acl]> = Acl::open_unsafe().into();
+        let open = tree.acls.intern(&Acl::open_unsafe());
         tree.insert_system_node(path::ROOT, open.clone(), Stat::default());
         tree.insert_system_node(ZOOKEEPER_PATH, open.clone(), Stat::default());
         tree.insert_system_node(QUOTA_PATH, open, Stat::default());
@@ -78,7 +81,8 @@ impl DataTree {
             aversion: -1,
             ..Stat::default()
         };
-        tree.insert_system_node(CONFIG_PATH, Acl::read_unsafe().into(), config_stat);
+        let read_only = tree.acls.intern(&Acl::read_unsafe());
+        tree.insert_system_node(CONFIG_PATH, read_only, config_stat);
         tree
     }
 
@@ -302,6 +306,7 @@ impl DataTree {
         stat: Stat,
     ) -> Result<(), ErrorCode> {
         validate_path(node_path)?;
+        let acl = self.acls.intern(&acl);
         let new_len = data_len(&data) as i64;
         if let Some(node) = self.node_mut(node_path) {
             let old_len = data_len(&node.data) as i64;
@@ -311,7 +316,7 @@ impl DataTree {
                 ..stat
             };
             node.data = data;
-            node.acl = acl.into();
+            node.acl = acl;
             self.data_bytes += new_len - old_len;
             return Ok(());
         }
@@ -325,7 +330,7 @@ impl DataTree {
                 ..stat
             },
             data,
-            acl: acl.into(),
+            acl,
             children: node::no_children(),
         };
         self.insert_node(node_path.into(), node);

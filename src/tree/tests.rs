@@ -468,6 +468,28 @@ fn set_data_updates_version_mzxid_mtime_and_length() {
 }
 
 #[test]
+fn nodes_with_equal_acls_share_one_list() {
+    let mut p = Pipeline::new();
+    p.create("/a", PERSISTENT).unwrap();
+    p.create("/b", PERSISTENT).unwrap();
+    let acl_of = |p: &Pipeline, path: &str| p.tree.get(path).unwrap().acl.clone();
+    assert!(Arc::ptr_eq(&acl_of(&p, "/a"), &acl_of(&p, "/b")));
+    let read_only = Acl::read_unsafe();
+    let req = WriteReq::SetAcl {
+        path: "/b",
+        acl: &read_only,
+        version: -1,
+    };
+    p.write(req).unwrap();
+    assert_eq!(&*acl_of(&p, "/b"), &read_only[..]);
+    assert!(
+        Arc::ptr_eq(&acl_of(&p, "/b"), &acl_of(&p, "/zookeeper/config")),
+        "setACL interns too"
+    );
+    assert!(!Arc::ptr_eq(&acl_of(&p, "/a"), &acl_of(&p, "/b")));
+}
+
+#[test]
 fn set_acl_bumps_aversion_and_checks_it() {
     let mut p = Pipeline::new();
     p.create("/n", PERSISTENT).unwrap();
