@@ -97,6 +97,9 @@ pub mod storage {
     pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
     /// ZooKeeper's default `preAllocSize` (64 MiB).
     pub const PREALLOC_BYTES_DEFAULT: u64 = 64 << 20;
+    /// Snapshots (and other background files) are fdatasynced after every
+    /// this many bytes, so a log sync never waits behind more dirty data.
+    pub const BACKGROUND_SYNC_EVERY_BYTES: usize = 4 << 20;
     /// Retention never keeps fewer snapshots (ZooKeeper's minimum).
     pub const SNAPSHOTS_RETAINED_MIN: usize = 3;
     /// Sessions in a snapshot; beyond it the file is treated as corrupt.

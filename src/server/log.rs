@@ -167,8 +167,14 @@ impl LogStage {
 }
 
 fn snapshot(dir: &std::path::Path, db_id: DbId, tree: &DataTree, sessions: &OpenSessions) {
+    let started = std::time::Instant::now();
     match write_snapshot(dir, db_id, tree, sessions) {
-        Ok(path) => info!("snapshot written: {}", path.display()),
+        Ok(path) => info!(
+            "snapshot written: {} ({} znodes in {} ms)",
+            path.display(),
+            tree.node_count(),
+            started.elapsed().as_millis()
+        ),
         Err(e) => error!("snapshot failed: {e}"),
     }
 }
