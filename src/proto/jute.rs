@@ -181,6 +181,16 @@ impl<'a> Reader<'a> {
     }
 
     /// `vector<ACL>`; each ACL is at least perms + two string lengths.
+    /// Consumes `prefix` if the input starts with it (a field whose encoding
+    /// equals one seen before: decoding it again would give the same value).
+    pub fn skip_if_next(&mut self, prefix: &[u8]) -> bool {
+        let found = self.buf.starts_with(prefix);
+        if found {
+            self.buf = &self.buf[prefix.len()..];
+        }
+        found
+    }
+
     pub fn acl_vec(&mut self) -> Result<Vec<Acl>, DecodeError> {
         let n = self.vec_len(12)?;
         let mut v = Vec::with_capacity(n);

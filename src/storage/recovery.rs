@@ -46,8 +46,10 @@ pub fn recover<S: LogStore>(
     store: &mut S,
     db_id: DbId,
 ) -> Result<Recovered, StorageError> {
+    let started = std::time::Instant::now();
     remove_temp_files(snap_dir)?;
     let snapshot = newest_valid_snapshot(snap_dir, db_id)?;
+    let snapshot_ms = started.elapsed().as_millis();
     let snapshot_zxid = snapshot.as_ref().map(|s| s.zxid);
     let mut replay = match snapshot {
         Some(s) => Replay::new(s.tree, s.sessions, s.zxid),
@@ -68,8 +70,9 @@ pub fn recover<S: LogStore>(
         };
     }
     info!(
-        "recovered zxid {:#x}: snapshot {:?}, {} txns replayed, {} open sessions",
+        "recovered zxid {:#x} in {} ms: snapshot {:?} loaded in {snapshot_ms} ms, {} txns replayed, {} open sessions",
         replay.last_zxid,
+        started.elapsed().as_millis(),
         snapshot_zxid,
         replay.replayed_txns,
         replay.sessions.len()

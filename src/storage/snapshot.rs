@@ -17,6 +17,7 @@ use super::{IoContext, StorageError};
 use crate::proto::jute::{
     put_acl_vec, put_buffer, put_i32, put_i64, put_stat, put_str, DecodeError, Reader,
 };
+use crate::proto::Acl;
 use crate::tree::{path, DataTree};
 
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FKSN";
@@ -136,10 +137,17 @@ pub fn read_snapshot(
         .checked_sub(CRC_BYTES)
         .ok_or("file shorter than its checksum")?;
     let stored = u32::from_be_bytes(bytes[body_len..].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&bytes[..body_len]) != stored {
+    let body = &bytes[..body_len];
+    // Verify while decoding (the tree is dropped if the checksum fails).
+    let (crc, decoded) = std::thread::scope(|scope| {
+        let crc = scope.spawn(|| crc32c::crc32c(body));
+        let decoded = decode_body(body, db_id);
+        (crc.join().expect("panics abort the process"), decoded)
+    });
+    if crc != stored {
         return Err("checksum mismatch".into());
     }
-    let loaded = decode_body(&bytes[..body_len], db_id).map_err(|e| e.to_string())?;
+    let loaded = decoded.map_err(|e| e.to_string())?;
     if loaded.zxid != zxid_in_name {
         return Err(format!(
             "holds zxid {:#x}, its name says {zxid_in_name:#x}",
@@ -196,13 +204,21 @@ fn decode_sessions(r: &mut Reader<'_>) -> Result<OpenSessions, DecodeError> {
 }
 
 fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
+    let count = decode_count(r, SNAPSHOT_NODES_MAX)?;
     let mut tree = DataTree::new();
-    for _ in 0..decode_count(r, SNAPSHOT_NODES_MAX)? {
-        let node_path = r.path()?;
+    // Nearly all nodes share a few ACL lists: reuse the last one decoded
+    // while its encoding repeats (the encoding is self-delimiting).
+    let mut last_acl: (&[u8], Vec<Acl>) = (&[], Vec::new());
+    for _ in 0..count {
+        let path = r.path()?;
         let data = r.buffer()?.map(Bytes::copy_from_slice);
-        let acl = r.acl_vec()?;
+        if last_acl.0.is_empty() || !r.skip_if_next(last_acl.0) {
+            let encoded = r.rest();
+            let acl = r.acl_vec()?;
+            last_acl = (&encoded[..encoded.len() - r.rest().len()], acl);
+        }
         let stat = r.stat()?;
-        tree.restore_node(node_path, data, acl, stat)
+        tree.restore_node(path, data, &last_acl.1, stat)
             .map_err(|_| DecodeError::Invalid("node without parent or bad path"))?;
     }
     Ok(tree)

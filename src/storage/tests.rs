@@ -734,6 +734,43 @@ fn a_snapshot_round_trips_and_can_be_written_from_another_thread() {
 }
 
 #[test]
+fn a_snapshot_keeps_each_nodes_acl_when_lists_alternate() {
+    // Decoding reuses the previous node's ACL while its encoding repeats;
+    // runs, alternations and prefixes of another list must all come back.
+    let digest = |id: &str| Acl {
+        perms: 31,
+        id: Id::new("digest", id),
+    };
+    let lists = [
+        Acl::open_unsafe(),
+        Acl::read_unsafe(),
+        vec![digest("a:x")],
+        vec![digest("a:x"), digest("b:y")],
+    ];
+    let mut tree = DataTree::new();
+    for i in 0..40 {
+        let acl = &lists[(i / 3 + i % 2) % lists.len()];
+        let stat = crate::proto::Stat {
+            czxid: i as i64 + 1,
+            mzxid: i as i64 + 1,
+            ..Default::default()
+        };
+        tree.restore_node(
+            &format!("/n{i}"),
+            Some(Bytes::from(vec![i as u8])),
+            acl,
+            stat,
+        )
+        .expect("restore");
+    }
+    tree.set_last_zxid(40);
+    let dir = TempDir::new("snap-acls");
+    let written = write_snapshot(dir.path(), [5; 16], &tree, &OpenSessions::new()).expect("write");
+    let loaded = snapshot::read_snapshot(&written, [5; 16], 40).expect("verifies");
+    assert_eq!(tree_state(&loaded.tree), tree_state(&tree));
+}
+
+#[test]
 fn snap_policy_triggers_between_half_and_full_snap_count() {
     let mut rng = StdRng::seed_from_u64(10);
     for _ in 0..100 {

@@ -15,6 +15,9 @@ use crate::proto::Acl;
 #[derive(Debug, Default)]
 pub struct AclCache {
     lists: hashbrown::HashSet<Arc<[Acl]>>,
+    /// The list interned last: creates and snapshot loads mostly repeat it,
+    /// and comparing is cheaper than hashing.
+    last: Option<Arc<[Acl]>>,
     /// Sweep unused lists once the cache grows past this many.
     sweep_at: usize,
 }
@@ -28,6 +31,15 @@ impl Clone for AclCache {
 impl AclCache {
     /// The shared handle of `acl`, adding it if it is new.
     pub fn intern(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+        if let Some(last) = self.last.as_ref().filter(|last| ***last == *acl) {
+            return last.clone();
+        }
+        let shared = self.intern_slow(acl);
+        self.last = Some(shared.clone());
+        shared
+    }
+
+    fn intern_slow(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
         if let Some(shared) = self.lists.get(acl) {
             return shared.clone();
         }

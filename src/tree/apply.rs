@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::node::{no_children, Node};
 use super::path;
 use super::txn::{multi_error_codes, CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
-use super::DataTree;
+use super::{link, DataTree};
 use crate::proto::{Acl, ErrorCode, EventType, Stat};
 
 /// The fields of a create txn, borrowed from the op.
@@ -86,13 +86,10 @@ impl DataTree {
             parent_path
         }
         .into();
-        if !self.nodes.contains_key(&*parent_key) {
-            return Err(ErrorCode::NoNode);
-        }
         if self.nodes.contains_key(new.path) {
             return Err(ErrorCode::NodeExists);
         }
-        let parent = self.node_mut(&parent_key).expect("checked above");
+        let parent = self.node_mut(&parent_key).ok_or(ErrorCode::NoNode)?;
         // -1 comes from old txn formats; the guard keeps replays over a
         // newer parent from moving cversion/pzxid backwards (ZooKeeper's rule).
         let parent_cversion = match new.parent_cversion {
@@ -104,6 +101,7 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         let parent_acl = parent.acl.clone();
+        link(parent, path::basename(new.path));
         let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(new.data));
         let node = Node {
             data: new.data.clone(),
@@ -113,7 +111,7 @@ impl DataTree {
         };
         let node_acl = node.acl.clone();
         let node_path: Arc<str> = new.path.into();
-        self.insert_node(node_path.clone(), node);
+        self.insert_linked_node(node_path.clone(), node);
         events.push(event(EventType::NodeCreated, node_path, node_acl));
         events.push(event(
             EventType::NodeChildrenChanged,

@@ -35,7 +35,28 @@ pub const ZOOKEEPER_PATH: &str = "/zookeeper";
 pub const QUOTA_PATH: &str = "/zookeeper/quota";
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
-type NodeMap = imbl::HashMap<Arc<str>, Arc<Node>>;
+/// Lists `name` as a child of `parent`.
+fn link(parent: &mut Node, name: &str) {
+    parent.children.insert(name.into());
+    parent.stat.num_children = parent.children.len() as i32;
+}
+
+/// The nodes every tree starts with ([`DataTree::new`]).
+fn is_built_in(node_path: &str) -> bool {
+    matches!(
+        node_path,
+        path::ROOT | ZOOKEEPER_PATH | QUOTA_PATH | CONFIG_PATH
+    )
+}
+
+/// foldhash (hashbrown's default, seeded per process) instead of SipHash:
+/// every read hashes its path, and recovery hashes each path several times.
+type NodeMap = imbl::GenericHashMap<
+    Arc<str>,
+    Arc<Node>,
+    hashbrown::DefaultHashBuilder,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
 type PathSet = imbl::OrdSet<Arc<str>>;
 
 #[derive(Clone, Debug)]
@@ -64,7 +85,7 @@ impl DataTree {
     /// (world:anyone READ, aversion -1 as ZooKeeper's addConfigNode leaves it).
     pub fn new() -> DataTree {
         let mut tree = DataTree {
-            nodes: NodeMap::new(),
+            nodes: NodeMap::default(),
             ephemerals: imbl::HashMap::new(),
             containers: PathSet::new(),
             ttls: PathSet::new(),
@@ -102,8 +123,7 @@ impl DataTree {
 
     fn link_child(&mut self, parent_path: &str, name: &str) {
         let parent = self.node_mut(parent_path).expect("parent exists");
-        parent.children.insert(name.into());
-        parent.stat.num_children = parent.children.len() as i32;
+        link(parent, name);
     }
 
     /// Copy-on-write access to a node (clones it only if a published
@@ -297,18 +317,19 @@ impl DataTree {
     // ----- recovery -----
 
     /// Snapshot loading: inserts a node with its persisted stat (parents
-    /// first). An existing node (the built-in ones) keeps its children.
+    /// first). The built-in nodes exist already and keep their children.
     pub fn restore_node(
         &mut self,
         node_path: &str,
         data: Data,
-        acl: Vec<Acl>,
+        acl: &[Acl],
         stat: Stat,
     ) -> Result<(), ErrorCode> {
         validate_path(node_path)?;
-        let acl = self.acls.intern(&acl);
+        let acl = self.acls.intern(acl);
         let new_len = data_len(&data) as i64;
-        if let Some(node) = self.node_mut(node_path) {
+        if is_built_in(node_path) {
+            let node = self.node_mut(node_path).expect("built-in nodes exist");
             let old_len = data_len(&node.data) as i64;
             node.stat = Stat {
                 num_children: node.stat.num_children,
@@ -320,9 +341,10 @@ impl DataTree {
             self.data_bytes += new_len - old_len;
             return Ok(());
         }
-        if !self.contains(path::parent(node_path)) {
-            return Err(ErrorCode::NoNode);
-        }
+        let parent = self
+            .node_mut(path::parent(node_path))
+            .ok_or(ErrorCode::NoNode)?;
+        link(parent, path::basename(node_path));
         let node = Node {
             stat: Stat {
                 num_children: 0,
@@ -333,7 +355,7 @@ impl DataTree {
             acl,
             children: node::no_children(),
         };
-        self.insert_node(node_path.into(), node);
+        self.insert_linked_node(node_path.into(), node);
         Ok(())
     }
 
@@ -342,14 +364,14 @@ impl DataTree {
         self.last_zxid = zxid;
     }
 
-    /// Inserts a new node under its (existing) parent and indexes it.
-    fn insert_node(&mut self, node_path: Arc<str>, node: Node) {
+    /// Inserts and indexes a new node its parent already lists (callers
+    /// link it while they hold the parent: one lookup fewer per create).
+    fn insert_linked_node(&mut self, node_path: Arc<str>, node: Node) {
         assert!(node.children.is_empty());
-        self.link_child(path::parent(&node_path), path::basename(&node_path));
         self.data_bytes += path::java_len(&node_path) + data_len(&node.data) as i64;
         self.index_owner(&node_path, node.kind());
         let previous = self.nodes.insert(node_path, Arc::new(node));
-        assert!(previous.is_none(), "insert_node on an existing path");
+        assert!(previous.is_none(), "insert_linked_node on an existing path");
     }
 
     fn index_owner(&mut self, node_path: &Arc<str>, kind: NodeKind) {

@@ -1243,7 +1243,7 @@ fn restore_node_rebuilds_a_snapshot() {
     let mut restored = DataTree::new();
     for (path, node) in &nodes {
         restored
-            .restore_node(path, node.data.clone(), node.acl.to_vec(), node.stat)
+            .restore_node(path, node.data.clone(), &node.acl, node.stat)
             .unwrap();
     }
     restored.set_last_zxid(p.tree.last_zxid());
@@ -1259,7 +1259,7 @@ fn restore_node_rebuilds_a_snapshot() {
     let orphan = restored.restore_node(
         "/x/y",
         Some(Bytes::new()),
-        Acl::open_unsafe(),
+        &Acl::open_unsafe(),
         Stat::default(),
     );
     assert_eq!(orphan, Err(ErrorCode::NoNode));
