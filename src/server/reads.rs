@@ -286,7 +286,7 @@ impl Ctx<'_> {
         if watch {
             self.watch(WatchKind::Child, path);
         }
-        let names = node.children.iter().map(|name| &**name);
+        let names = node.children.names();
         let stat = node.client_stat();
         let stat = with_stat.then_some(&stat);
         encode_children(out, &self.header(), names, stat);
@@ -310,7 +310,7 @@ impl Ctx<'_> {
             Request::GetChildren { path, .. } => self.node(path).and_then(|node| {
                 self.require(node, perms::READ)?;
                 Ok(MultiResult::GetChildren {
-                    children: node.children.iter().map(|n| &**n).collect(),
+                    children: node.children.names().collect(),
                 })
             }),
             _ => Err(ErrorCode::Unimplemented),

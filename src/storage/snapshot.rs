@@ -7,8 +7,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::device::{list_names, write_atomically};
 use super::format::{parse_zxid_name, snapshot_name, DbId, SNAPSHOT_PREFIX};
 use super::limits::{SNAPSHOT_NODES_MAX, SNAPSHOT_SESSIONS_MAX};
@@ -79,30 +77,20 @@ fn write_body(
     }
     put_i64(&mut buf, tree.node_count() as i64);
     // Depth first from the root, so every parent precedes its children.
-    let mut stack = vec![path::ROOT.to_string()];
+    let mut stack = vec![path::ROOT];
     while let Some(node_path) = stack.pop() {
-        let node = tree.get(&node_path).expect("children are linked to nodes");
-        put_str(&mut buf, &node_path);
+        let node = tree.get(node_path).expect("children are linked to nodes");
+        put_str(&mut buf, node_path);
         put_buffer(&mut buf, node.data.as_deref());
         put_acl_vec(&mut buf, &node.acl);
         put_stat(&mut buf, &node.stat);
-        for name in node.children.iter() {
-            stack.push(child_path(&node_path, name));
-        }
+        stack.extend(node.children.paths());
         if buf.len() >= 32 << 10 {
             out.write_all(&buf)?;
             buf.clear();
         }
     }
     out.write_all(&buf)
-}
-
-fn child_path(parent: &str, name: &str) -> String {
-    if parent == path::ROOT {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
 }
 
 /// Snapshot files in `dir` as (zxid, name), oldest first.
@@ -211,7 +199,7 @@ fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
     let mut last_acl: (&[u8], Vec<Acl>) = (&[], Vec::new());
     for _ in 0..count {
         let path = r.path()?;
-        let data = r.buffer()?.map(Bytes::copy_from_slice);
+        let data = r.buffer()?;
         if last_acl.0.is_empty() || !r.skip_if_next(last_acl.0) {
             let encoded = r.rest();
             let acl = r.acl_vec()?;

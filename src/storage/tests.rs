@@ -755,13 +755,8 @@ fn a_snapshot_keeps_each_nodes_acl_when_lists_alternate() {
             mzxid: i as i64 + 1,
             ..Default::default()
         };
-        tree.restore_node(
-            &format!("/n{i}"),
-            Some(Bytes::from(vec![i as u8])),
-            acl,
-            stat,
-        )
-        .expect("restore");
+        tree.restore_node(&format!("/n{i}"), Some(&[i as u8]), acl, stat)
+            .expect("restore");
     }
     tree.set_last_zxid(40);
     let dir = TempDir::new("snap-acls");

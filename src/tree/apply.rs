@@ -2,10 +2,10 @@
 //! WAL recovery replays exactly what the pipeline applied. Stats follow
 //! ZooKeeper's `DataTree` (createNode, deleteNode, setData, setACL).
 
-use super::node::{data_len, Data};
+use super::node::{data_len, node_data, Data};
 use std::sync::Arc;
 
-use super::node::{no_children, Node};
+use super::node::{Children, Node};
 use super::path;
 use super::txn::{multi_error_codes, CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
 use super::{link, DataTree};
@@ -101,16 +101,16 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         let parent_acl = parent.acl.clone();
-        link(parent, path::basename(new.path));
+        let node_path: Arc<str> = new.path.into();
+        link(parent, node_path.clone());
         let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(new.data));
         let node = Node {
-            data: new.data.clone(),
+            data: node_data(new.data.as_deref()),
             stat,
             acl: self.acls.intern(new.acl),
-            children: no_children(),
+            children: Children::default(),
         };
         let node_acl = node.acl.clone();
-        let node_path: Arc<str> = new.path.into();
         self.insert_linked_node(node_path.clone(), node);
         events.push(event(EventType::NodeCreated, node_path, node_acl));
         events.push(event(
@@ -145,7 +145,7 @@ impl DataTree {
             return Err(ErrorCode::NotEmpty);
         }
         let parent = self.node_mut(&parent_key).ok_or(ErrorCode::NoNode)?;
-        parent.children.remove(path::basename(node_path));
+        parent.children.remove(node_path);
         parent.stat.num_children = parent.children.len() as i32;
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
@@ -176,7 +176,7 @@ impl DataTree {
     ) -> Result<TxnResult, ErrorCode> {
         let node = self.node_mut(node_path).ok_or(ErrorCode::NoNode)?;
         let data_bytes_delta = data_len(data) as i64 - data_len(&node.data) as i64;
-        node.data = data.clone();
+        node.data = node_data(data.as_deref());
         node.stat.data_length = data_len(data) as i32;
         node.stat.mtime = hdr.time_ms;
         node.stat.mzxid = hdr.zxid;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::proto::{Acl, ErrorCode, Stat};
 
 pub use acl::{check_acl, digest, fix_acl, AuthInfo};
-pub use node::{data_len, Data, Node, NodeKind};
+pub use node::{data_len, node_data, Data, Node, NodeData, NodeKind};
 pub use path::{basename, parent, validate_path, validate_path_sequential};
 pub use prep::{CreateReq, PrepOptions, WriteReq};
 pub use txn::{CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
@@ -35,9 +35,9 @@ pub const ZOOKEEPER_PATH: &str = "/zookeeper";
 pub const QUOTA_PATH: &str = "/zookeeper/quota";
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
-/// Lists `name` as a child of `parent`.
-fn link(parent: &mut Node, name: &str) {
-    parent.children.insert(name.into());
+/// Lists the node at `child_path` as a child of `parent`.
+fn link(parent: &mut Node, child_path: Arc<str>) {
+    parent.children.insert(child_path);
     parent.stat.num_children = parent.children.len() as i32;
 }
 
@@ -112,18 +112,19 @@ impl DataTree {
             data: None,
             stat,
             acl,
-            children: node::no_children(),
+            children: node::Children::default(),
         };
         self.data_bytes += path::java_len(node_path);
-        self.nodes.insert(node_path.into(), Arc::new(node));
-        if node_path != path::ROOT {
-            self.link_child(path::parent(node_path), path::basename(node_path));
+        let node_path: Arc<str> = node_path.into();
+        self.nodes.insert(node_path.clone(), Arc::new(node));
+        if &*node_path != path::ROOT {
+            self.link_child(path::parent(&node_path), node_path.clone());
         }
     }
 
-    fn link_child(&mut self, parent_path: &str, name: &str) {
+    fn link_child(&mut self, parent_path: &str, child_path: Arc<str>) {
         let parent = self.node_mut(parent_path).expect("parent exists");
-        link(parent, name);
+        link(parent, child_path);
     }
 
     /// Copy-on-write access to a node (clones it only if a published
@@ -142,7 +143,7 @@ impl DataTree {
         node.stat.mzxid = config_version;
         node.stat.mtime = time_ms;
         let new_len = data_len(&data) as i64;
-        node.data = data;
+        node.data = node_data(data.as_deref());
         self.data_bytes += new_len - old_len;
     }
 
@@ -174,8 +175,7 @@ impl DataTree {
 
     /// Child names of `path`, sorted; None if the node does not exist.
     pub fn children(&self, node_path: &str) -> Option<impl Iterator<Item = &str> + '_> {
-        self.get(node_path)
-            .map(|node| node.children.iter().map(|name| &**name))
+        self.get(node_path).map(|node| node.children.names())
     }
 
     /// getEphemerals: the session's ephemeral paths starting with `prefix`
@@ -194,17 +194,16 @@ impl DataTree {
 
     /// getAllChildrenNumber: all descendants of `path` (not the node itself).
     pub fn all_children_number(&self, node_path: &str) -> Option<usize> {
-        self.get(node_path)?;
+        let start = self.get(node_path)?;
         if node_path == path::ROOT || node_path.is_empty() {
             return Some(self.nodes.len() - 1);
         }
         let mut count = 0;
-        let mut stack = vec![node_path.to_string()];
-        while let Some(current) = stack.pop() {
-            let node = self.get(&current).expect("children are linked to nodes");
+        let mut stack = vec![start];
+        while let Some(node) = stack.pop() {
             count += node.children.len();
-            for name in node.children.iter() {
-                stack.push(format!("{current}/{name}"));
+            for child in node.children.paths() {
+                stack.push(self.node(child));
             }
         }
         Some(count)
@@ -279,19 +278,17 @@ impl DataTree {
         for (node_path, node) in self.iter() {
             node.assert_consistent();
             data_bytes += path::java_len(node_path) + data_len(&node.data) as i64;
-            for name in node.children.iter() {
-                let child = match node_path {
-                    path::ROOT => format!("/{name}"),
-                    _ => format!("{node_path}/{name}"),
-                };
-                assert!(
-                    self.nodes.contains_key(child.as_str()),
-                    "child {child} exists"
+            for child in node.children.paths() {
+                assert_eq!(
+                    path::parent(child),
+                    node_path,
+                    "{child} is listed by its parent"
                 );
+                assert!(self.nodes.contains_key(child), "child {child} exists");
             }
             if node_path != path::ROOT {
                 let parent = self.get(path::parent(node_path)).expect("parent exists");
-                assert!(parent.children.contains(path::basename(node_path)));
+                assert!(parent.children.contains(node_path));
             }
             match node.kind() {
                 NodeKind::Persistent => {}
@@ -321,12 +318,13 @@ impl DataTree {
     pub fn restore_node(
         &mut self,
         node_path: &str,
-        data: Data,
+        data: Option<&[u8]>,
         acl: &[Acl],
         stat: Stat,
     ) -> Result<(), ErrorCode> {
         validate_path(node_path)?;
         let acl = self.acls.intern(acl);
+        let data = node_data(data);
         let new_len = data_len(&data) as i64;
         if is_built_in(node_path) {
             let node = self.node_mut(node_path).expect("built-in nodes exist");
@@ -341,10 +339,11 @@ impl DataTree {
             self.data_bytes += new_len - old_len;
             return Ok(());
         }
+        let node_path: Arc<str> = node_path.into();
         let parent = self
-            .node_mut(path::parent(node_path))
+            .node_mut(path::parent(&node_path))
             .ok_or(ErrorCode::NoNode)?;
-        link(parent, path::basename(node_path));
+        link(parent, node_path.clone());
         let node = Node {
             stat: Stat {
                 num_children: 0,
@@ -353,9 +352,9 @@ impl DataTree {
             },
             data,
             acl,
-            children: node::no_children(),
+            children: node::Children::default(),
         };
-        self.insert_linked_node(node_path.into(), node);
+        self.insert_linked_node(node_path, node);
         Ok(())
     }
 

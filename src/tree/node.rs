@@ -7,29 +7,67 @@ use bytes::Bytes;
 
 use crate::proto::{Stat, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS, TTL_OWNER_TOP_BYTE};
 
-/// A node's data: None is null, which clients can tell from empty.
+/// Data in requests and txns: None is null, which clients can tell from empty.
 pub type Data = Option<Bytes>;
 
-/// Bytes of data (0 for null), as `dataLength` reports it.
-pub fn data_len(data: &Data) -> usize {
-    data.as_ref().map_or(0, Bytes::len)
+/// Data held by a node: its own allocation, sized to fit. Not a `Bytes`
+/// clone of the txn's data: that would add a 24-byte shared header per
+/// znode and pin whatever buffer the txn's bytes came from.
+pub type NodeData = Option<Box<[u8]>>;
+
+/// The node's copy of txn data.
+pub fn node_data(data: Option<&[u8]>) -> NodeData {
+    data.map(Box::from)
 }
 
-/// Child names (not full paths), kept sorted so getChildren is deterministic.
-pub type Children = imbl::OrdSet<Arc<str>>;
+/// Bytes of data (0 for null), as `dataLength` reports it.
+pub fn data_len<D: AsRef<[u8]>>(data: &Option<D>) -> usize {
+    data.as_ref().map_or(0, |d| d.as_ref().len())
+}
 
-/// An empty child set. `OrdSet::new()` allocates a root node (about 1.6 KB),
-/// which for leaves — most znodes — would dominate memory; clones of one
-/// shared empty set cost nothing until a child is added (copy-on-write).
-pub fn no_children() -> Children {
-    static EMPTY: std::sync::OnceLock<Children> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Children::new).clone()
+/// A node's children, sorted by name. Each entry is the child's full path:
+/// the same allocation as its key in the tree's path index, so a child
+/// costs no name allocation of its own. Children of one parent share the
+/// "parent/" prefix, so their paths sort exactly as their names do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Children(imbl::OrdSet<Arc<str>>);
+
+impl Children {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Child names (last path components), sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(|child| super::path::basename(child))
+    }
+
+    /// Child paths, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(|child| &**child)
+    }
+
+    pub fn contains(&self, child_path: &str) -> bool {
+        self.0.contains(child_path)
+    }
+
+    pub(super) fn insert(&mut self, child_path: Arc<str>) {
+        self.0.insert(child_path);
+    }
+
+    pub(super) fn remove(&mut self, child_path: &str) {
+        self.0.remove(child_path);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// None is ZooKeeper's null data (created or set with a null buffer).
-    pub data: Data,
+    pub data: NodeData,
     /// `stat.num_children` always equals `children.len()`.
     pub stat: Stat,
     pub acl: Arc<[crate::proto::Acl]>,
