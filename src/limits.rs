@@ -49,6 +49,11 @@ pub const SEND_BUFFER_HIGH_WATER_BYTES: usize = 4 << 20;
 /// closed: the client is not reading and the server will not buffer without bound.
 pub const SEND_BUFFER_HARD_CAP_BYTES: usize = 128 << 20;
 
+/// glommio's registered-buffer pool per executor (its default is 10 MiB,
+/// touched and pinned at start). Only its DMA file API draws on it, which
+/// Ferrokeeper does not use (sockets read into our own buffers), so the
+/// minimum keeps ~10 MiB of resident memory per executor free.
+pub const EXECUTOR_IO_MEMORY_BYTES: usize = 64 << 10;
 /// Capacity of each shard -> pipeline channel (messages).
 pub const TO_PIPELINE_CHANNEL_CAP: usize = 4096;
 /// Capacity of the pipeline -> shard channel (commit notices and control).

@@ -232,6 +232,7 @@ fn spawn_log(
     done: SharedSender<LogDone>,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(limits::EXECUTOR_IO_MEMORY_BYTES)
         .name("fk-log")
         .spawn(move || async move {
             let _guard = ExitGuard(shared.exited.clone());
@@ -251,6 +252,7 @@ fn spawn_pipeline(
     log: (SharedSender<LogRequest>, SharedReceiver<LogDone>),
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(limits::EXECUTOR_IO_MEMORY_BYTES)
         .name("fk-pipeline")
         .spawn(move || async move {
             let _guard = ExitGuard(shared.exited.clone());
@@ -289,6 +291,7 @@ fn spawn_shard(
     ends: ShardEnds,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(limits::EXECUTOR_IO_MEMORY_BYTES)
         .name(&format!("fk-shard-{index}"))
         .spawn(move || async move {
             let _guard = ExitGuard(shared.exited.clone());
