@@ -47,7 +47,7 @@ impl Children {
     }
 
     /// Child paths, sorted.
-    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
+    pub fn paths(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
         self.0.iter().map(|child| &**child)
     }
 
