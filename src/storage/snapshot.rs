@@ -209,7 +209,9 @@ fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
         }
         let stat = r.stat()?;
         tree.restore_node(path, data, &last_acl.1, stat)
-            .map_err(|_| DecodeError::Invalid("node without parent or bad path"))?;
+            .map_err(|_| {
+                DecodeError::Invalid("node without parent, listed twice, or with a bad path")
+            })?;
     }
     Ok(tree)
 }

@@ -102,7 +102,8 @@ impl DataTree {
         }
         let parent_acl = parent.acl.clone();
         let node_path: Arc<str> = new.path.into();
-        link(parent, node_path.clone());
+        let added = link(parent, node_path.clone());
+        debug_assert!(added, "NodeExists was checked above");
         let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(new.data));
         let node = Node {
             data: node_data(new.data.as_deref()),
@@ -214,7 +215,10 @@ impl DataTree {
         for (index, op) in ops.iter().enumerate() {
             let result = self.apply_op(hdr, op, events);
             if let TxnResult::Error(code) = result {
+                // A clone's ACL cache starts empty: keep this tree's.
+                let acls = std::mem::take(&mut self.acls);
                 *self = before;
+                self.acls = acls;
                 events.truncate(events_before);
                 return TxnResult::MultiError(multi_error_codes(ops.len(), index, code));
             }

@@ -35,10 +35,12 @@ pub const ZOOKEEPER_PATH: &str = "/zookeeper";
 pub const QUOTA_PATH: &str = "/zookeeper/quota";
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
-/// Lists the node at `child_path` as a child of `parent`.
-fn link(parent: &mut Node, child_path: Arc<str>) {
-    parent.children.insert(child_path);
+/// Lists the node at `child_path` as a child of `parent`; false if it
+/// was listed already (the node exists).
+fn link(parent: &mut Node, child_path: Arc<str>) -> bool {
+    let added = parent.children.insert(child_path);
     parent.stat.num_children = parent.children.len() as i32;
+    added
 }
 
 /// The nodes every tree starts with ([`DataTree::new`]).
@@ -124,7 +126,7 @@ impl DataTree {
 
     fn link_child(&mut self, parent_path: &str, child_path: Arc<str>) {
         let parent = self.node_mut(parent_path).expect("parent exists");
-        link(parent, child_path);
+        assert!(link(parent, child_path), "a new child");
     }
 
     /// Copy-on-write access to a node (clones it only if a published
@@ -343,7 +345,9 @@ impl DataTree {
         let parent = self
             .node_mut(path::parent(&node_path))
             .ok_or(ErrorCode::NoNode)?;
-        link(parent, node_path.clone());
+        if !link(parent, node_path.clone()) {
+            return Err(ErrorCode::NodeExists); // listed twice in the snapshot
+        }
         let node = Node {
             stat: Stat {
                 num_children: 0,

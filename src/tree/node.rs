@@ -55,8 +55,9 @@ impl Children {
         self.0.contains(child_path)
     }
 
-    pub(super) fn insert(&mut self, child_path: Arc<str>) {
-        self.0.insert(child_path);
+    /// False if the child was listed already.
+    pub(super) fn insert(&mut self, child_path: Arc<str>) -> bool {
+        self.0.insert(child_path).is_none()
     }
 
     pub(super) fn remove(&mut self, child_path: &str) {

@@ -1258,4 +1258,8 @@ fn restore_node_rebuilds_a_snapshot() {
     );
     let orphan = restored.restore_node("/x/y", Some(&[]), &Acl::open_unsafe(), Stat::default());
     assert_eq!(orphan, Err(ErrorCode::NoNode));
+    let (path, node) = nodes.iter().find(|(p, _)| p == "/a/e").expect("/a/e");
+    let twice = restored.restore_node(path, node.data.as_deref(), &node.acl, node.stat);
+    assert_eq!(twice, Err(ErrorCode::NodeExists), "{path} listed twice");
+    restored.assert_invariants();
 }
