@@ -180,7 +180,6 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    /// `vector<ACL>`; each ACL is at least perms + two string lengths.
     /// Consumes `prefix` if the input starts with it (a field whose encoding
     /// equals one seen before: decoding it again would give the same value).
     pub fn skip_if_next(&mut self, prefix: &[u8]) -> bool {
@@ -191,6 +190,7 @@ impl<'a> Reader<'a> {
         found
     }
 
+    /// `vector<ACL>`; each ACL is at least perms + two string lengths.
     pub fn acl_vec(&mut self) -> Result<Vec<Acl>, DecodeError> {
         let n = self.vec_len(12)?;
         let mut v = Vec::with_capacity(n);
