@@ -3,6 +3,7 @@
 //! ZooKeeper's `DataTree` (createNode, deleteNode, setData, setACL).
 
 use super::node::{data_len, node_data, Data};
+use super::path::PathRef;
 use std::sync::Arc;
 
 use super::node::{Children, Node};
@@ -80,7 +81,7 @@ impl DataTree {
         events: &mut Vec<TreeEvent>,
     ) -> Result<TxnResult, ErrorCode> {
         let parent_path = path::zk_parent(new.path).ok_or(ErrorCode::BadArguments)?;
-        let parent_key: Arc<str> = if parent_path.is_empty() {
+        let parent_key: PathRef = if parent_path.is_empty() {
             path::ROOT
         } else {
             parent_path
@@ -101,7 +102,7 @@ impl DataTree {
             parent.stat.pzxid = hdr.zxid;
         }
         let parent_acl = parent.acl.clone();
-        let node_path: Arc<str> = new.path.into();
+        let node_path: PathRef = new.path.into();
         let added = link(parent, node_path.clone());
         debug_assert!(added, "NodeExists was checked above");
         let stat = new_node_stat(hdr, new.ephemeral_owner, data_len(new.data));
@@ -135,7 +136,7 @@ impl DataTree {
         events: &mut Vec<TreeEvent>,
     ) -> Result<(), ErrorCode> {
         let parent_path = path::zk_parent(node_path).ok_or(ErrorCode::BadArguments)?;
-        let parent_key: Arc<str> = if parent_path.is_empty() {
+        let parent_key: PathRef = if parent_path.is_empty() {
             path::ROOT
         } else {
             parent_path
@@ -232,7 +233,7 @@ impl DataTree {
         let Some(paths) = self.ephemerals.get(&hdr.session_id) else {
             return;
         };
-        let paths: Vec<Arc<str>> = paths.iter().cloned().collect();
+        let paths: Vec<PathRef> = paths.iter().cloned().collect();
         for node_path in paths {
             // Ephemerals have no children, so this cannot fail.
             let deleted = self.apply_delete(hdr.zxid, &node_path, events);
@@ -259,7 +260,7 @@ fn new_node_stat(hdr: &TxnHeader, ephemeral_owner: i64, data_len: usize) -> Stat
     }
 }
 
-fn event(kind: EventType, path: Arc<str>, acl: Arc<[Acl]>) -> TreeEvent {
+fn event(kind: EventType, path: PathRef, acl: Arc<[Acl]>) -> TreeEvent {
     TreeEvent {
         event: kind,
         path,

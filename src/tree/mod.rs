@@ -20,6 +20,7 @@ pub mod txn;
 #[cfg(test)]
 mod tests;
 
+use path::PathRef;
 use std::sync::Arc;
 
 use crate::proto::{Acl, ErrorCode, Stat};
@@ -37,7 +38,7 @@ pub const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// Lists the node at `child_path` as a child of `parent`; false if it
 /// was listed already (the node exists).
-fn link(parent: &mut Node, child_path: Arc<str>) -> bool {
+fn link(parent: &mut Node, child_path: PathRef) -> bool {
     let added = parent.children.insert(child_path);
     parent.stat.num_children = parent.children.len() as i32;
     added
@@ -54,12 +55,12 @@ fn is_built_in(node_path: &str) -> bool {
 /// foldhash (hashbrown's default, seeded per process) instead of SipHash:
 /// every read hashes its path, and recovery hashes each path several times.
 type NodeMap = imbl::GenericHashMap<
-    Arc<str>,
+    PathRef,
     Arc<Node>,
     hashbrown::DefaultHashBuilder,
     imbl::shared_ptr::DefaultSharedPtr,
 >;
-type PathSet = imbl::OrdSet<Arc<str>>;
+type PathSet = imbl::OrdSet<PathRef>;
 
 #[derive(Clone, Debug)]
 pub struct DataTree {
@@ -117,14 +118,14 @@ impl DataTree {
             children: node::Children::default(),
         };
         self.data_bytes += path::java_len(node_path);
-        let node_path: Arc<str> = node_path.into();
+        let node_path: PathRef = node_path.into();
         self.nodes.insert(node_path.clone(), Arc::new(node));
         if &*node_path != path::ROOT {
             self.link_child(path::parent(&node_path), node_path.clone());
         }
     }
 
-    fn link_child(&mut self, parent_path: &str, child_path: Arc<str>) {
+    fn link_child(&mut self, parent_path: &str, child_path: PathRef) {
         let parent = self.node_mut(parent_path).expect("parent exists");
         assert!(link(parent, child_path), "a new child");
     }
@@ -341,7 +342,7 @@ impl DataTree {
             self.data_bytes += new_len - old_len;
             return Ok(());
         }
-        let node_path: Arc<str> = node_path.into();
+        let node_path: PathRef = node_path.into();
         let parent = self
             .node_mut(path::parent(&node_path))
             .ok_or(ErrorCode::NoNode)?;
@@ -369,7 +370,7 @@ impl DataTree {
 
     /// Inserts and indexes a new node its parent already lists (callers
     /// link it while they hold the parent: one lookup fewer per create).
-    fn insert_linked_node(&mut self, node_path: Arc<str>, node: Node) {
+    fn insert_linked_node(&mut self, node_path: PathRef, node: Node) {
         assert!(node.children.is_empty());
         self.data_bytes += path::java_len(&node_path) + data_len(&node.data) as i64;
         self.index_owner(&node_path, node.kind());
@@ -377,7 +378,7 @@ impl DataTree {
         assert!(previous.is_none(), "insert_linked_node on an existing path");
     }
 
-    fn index_owner(&mut self, node_path: &Arc<str>, kind: NodeKind) {
+    fn index_owner(&mut self, node_path: &PathRef, kind: NodeKind) {
         match kind {
             NodeKind::Persistent => {}
             NodeKind::Container => {

@@ -1,6 +1,7 @@
 //! One znode. Cloning is cheap (reference counts only), which is what lets
 //! the pipeline copy-on-write a node and publish tree versions in O(1).
 
+use super::path::PathRef;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,7 +31,7 @@ pub fn data_len<D: AsRef<[u8]>>(data: &Option<D>) -> usize {
 /// costs no name allocation of its own. Children of one parent share the
 /// "parent/" prefix, so their paths sort exactly as their names do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Children(imbl::OrdSet<Arc<str>>);
+pub struct Children(imbl::OrdSet<PathRef>);
 
 impl Children {
     pub fn len(&self) -> usize {
@@ -56,7 +57,7 @@ impl Children {
     }
 
     /// False if the child was listed already.
-    pub(super) fn insert(&mut self, child_path: Arc<str>) -> bool {
+    pub(super) fn insert(&mut self, child_path: PathRef) -> bool {
         self.0.insert(child_path).is_none()
     }
 

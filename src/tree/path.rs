@@ -6,6 +6,11 @@
 
 use crate::proto::ErrorCode;
 
+/// A shared path: one allocation (length, count and bytes behind an 8-byte
+/// pointer, half an `Arc<str>` handle), held by the path index, the
+/// parent's child set, the owner indexes and watch events.
+pub type PathRef = arcstr::ArcStr;
+
 /// The root path.
 pub const ROOT: &str = "/";
 

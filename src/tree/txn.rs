@@ -3,6 +3,7 @@
 //! ACL or request context, so each op carries everything apply needs.
 
 use super::node::Data;
+use super::path::PathRef;
 use std::sync::Arc;
 
 use crate::proto::{op, Acl, ErrorCode, EventType, Stat};
@@ -127,7 +128,7 @@ impl TxnResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeEvent {
     pub event: EventType,
-    pub path: Arc<str>,
+    pub path: PathRef,
     pub acl: Arc<[Acl]>,
 }
 
