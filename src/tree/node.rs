@@ -30,39 +30,49 @@ pub fn data_len<D: AsRef<[u8]>>(data: &Option<D>) -> usize {
 /// the same allocation as its key in the tree's path index, so a child
 /// costs no name allocation of its own. Children of one parent share the
 /// "parent/" prefix, so their paths sort exactly as their names do.
+///
+/// Boxed, and absent while empty: most znodes are leaves, and an inline set
+/// handle (40 bytes) would put every node in the next allocator size class.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Children(imbl::OrdSet<PathRef>);
+pub struct Children(Option<Box<imbl::OrdSet<PathRef>>>);
 
 impl Children {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_ref().map_or(0, |set| set.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// Child names (last path components), sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.iter().map(|child| super::path::basename(child))
+        self.paths().map(super::path::basename)
     }
 
     /// Child paths, sorted.
     pub fn paths(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
-        self.0.iter().map(|child| &**child)
+        self.0
+            .iter()
+            .flat_map(|set| set.iter().map(|child| &**child))
     }
 
     pub fn contains(&self, child_path: &str) -> bool {
-        self.0.contains(child_path)
+        self.0.as_ref().is_some_and(|set| set.contains(child_path))
     }
 
     /// False if the child was listed already.
     pub(super) fn insert(&mut self, child_path: PathRef) -> bool {
-        self.0.insert(child_path).is_none()
+        self.0.get_or_insert_default().insert(child_path).is_none()
     }
 
     pub(super) fn remove(&mut self, child_path: &str) {
-        self.0.remove(child_path);
+        if let Some(set) = self.0.as_mut() {
+            set.remove(child_path);
+            if set.is_empty() {
+                self.0 = None;
+            }
+        }
     }
 }
 
