@@ -36,6 +36,8 @@ pub const BIND_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_sec
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Pending connections the kernel queues per shard's listening socket.
 pub const LISTEN_BACKLOG: u32 = 1024;
+/// Machines with at most this many cores default to one shard.
+pub const SMALL_MACHINE_CORES: usize = 2;
 /// Most shard executors a server runs.
 pub const SHARDS_MAX: usize = 256;
 

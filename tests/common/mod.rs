@@ -302,6 +302,11 @@ impl Server {
             ("extendedTypesEnabled".into(), "true".into()),
             ("admin.enableServer".into(), "false".into()),
         ];
+        if !apache {
+            // Two shards even on small machines (whose default is one), so
+            // the tests cover sessions and watches spread over shards.
+            cfg.push(("ferrokeeper.shards".into(), "2".into()));
+        }
         for (k, v) in extra_cfg {
             match cfg.iter_mut().find(|(ck, _)| ck == k) {
                 Some(e) => e.1 = v.to_string(),

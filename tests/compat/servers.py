@@ -128,6 +128,10 @@ class Server:
         }
         if self.kind == "apache":
             cfg["admin.enableServer"] = "false"
+        else:
+            # Two shards even on small machines (whose default is one), so the
+            # tests cover sessions and watches spread over shards.
+            cfg["ferrokeeper.shards"] = "2"
         cfg.update({k: str(v) for k, v in self.extra_cfg.items()})
         return cfg
 
