@@ -28,7 +28,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,9 @@ from pathlib import Path
 # Shared with the compatibility tests: port picking, four-letter words and the
 # Debian ZooKeeper class path (tests/compat/servers.py, stdlib only).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat"))
-from servers import apache_classpath, free_port  # noqa: E402
+import servers as compat_servers  # noqa: E402
+from servers import ServerStartError as ServerError  # noqa: E402
+from servers import apache_classpath  # noqa: E402
 from servers import four_letter_word as four_letter  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ZK_JAR_DIR = Path(os.environ.get("ZK_JAR_DIR", "/usr/share/java"))
 ZK_CONF_DIR = os.environ.get("ZK_CONF_DIR", "/etc/zookeeper/conf")
 
-READY_DEADLINE_S = {"apache": 90.0, "ferrokeeper": 30.0}
 STOP_DEADLINE_S = 15.0
 SERVER_NAMES = {"apache": "Apache ZooKeeper", "ferrokeeper": "Ferrokeeper"}
 
@@ -189,21 +189,14 @@ def wait_quiet(limit_s: float, threshold_cores: float = 0.25) -> str:
         time.sleep(4.0)
 
 
-class ServerError(RuntimeError):
-    pass
-
-
-class Server:
-    """One fresh server process in its own directory, on a free loopback port."""
+class Server(compat_servers.Server):
+    """A fresh server with stock settings: the compatibility tests' process
+    handling (free port, readiness, stop), but none of their test-only keys
+    and Apache with its default JVM settings and `--apache-heap`."""
 
     def __init__(self, kind: str, workdir: Path, opts: argparse.Namespace):
-        self.kind = kind
-        self.dir = workdir
+        super().__init__(kind, workdir)
         self.opts = opts
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-        self.log_path = workdir / "server.log"
-        self.cfg_path = workdir / "zoo.cfg"
 
     def config(self) -> dict[str, str]:
         cfg = {
@@ -219,7 +212,7 @@ class Server:
             cfg["admin.enableServer"] = "false"
         return cfg
 
-    def command(self) -> list[str]:
+    def command_line(self) -> list[str]:
         if self.kind == "ferrokeeper":
             return [str(self.opts.ferrokeeper), str(self.cfg_path)]
         return [
@@ -231,78 +224,10 @@ class Server:
             str(self.cfg_path),
         ]
 
-    def start(self) -> "Server":
-        last: Exception | None = None
-        for _attempt in range(3):
-            self.port = free_port()
-            (self.dir / "data").mkdir(parents=True, exist_ok=True)
-            self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
-            cmd = self.command()
-            with open(self.log_path, "ab") as log:
-                log.write(f"=== {shlex.join(cmd)}\n".encode())
-                log.flush()
-                self.proc = subprocess.Popen(
-                    cmd,
-                    cwd=self.dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C reaches us, we stop it
-                )
-            _live.append(self.proc)
-            try:
-                self._wait_ready()
-                return self
-            except ServerError as e:
-                last = e
-                self.stop()
-                if "already in use" not in self.log_tail(200).lower():
-                    break
-        raise last  # type: ignore[misc]
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_DEADLINE_S[self.kind]
-        answer = ""
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise ServerError(
-                    f"{self.kind} exited with code {self.proc.returncode} before it was ready\n"
-                    f"--- {self.log_path} ---\n{self.log_tail()}"
-                )
-            try:
-                answer = four_letter(self.port, "ruok", 1.0)
-                if answer.strip() == "imok":
-                    # Apache answers imok before its request pipeline runs.
-                    answer = four_letter(self.port, "srvr", 1.0)
-                    if "Mode: " in answer:
-                        return
-            except OSError as e:
-                answer = repr(e)
-            time.sleep(0.1)
-        raise ServerError(
-            f"{self.kind} on port {self.port} not ready after {READY_DEADLINE_S[self.kind]:.0f}s "
-            f"(last answer {answer!r})\n--- {self.log_path} ---\n{self.log_tail()}"
-        )
-
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        return _terminate(self.proc)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 def ensure_apache(opts: argparse.Namespace) -> None:
