@@ -314,6 +314,16 @@ impl Report {
         // Panels 2 and 3: throughput and p99 over time.
         let n = self.timeline.len().max(1) as f64;
         let xt = |t: f64| LEFT + (t + 0.5) / n * plot_w;
+        // One point per second: `value` scaled to `max`, clamped to the panel at `top`.
+        let timeline_points = |top: f64, max: f64, value: &dyn Fn(&TimePoint) -> f64| {
+            self.timeline
+                .iter()
+                .map(|p| {
+                    let y = top + PANEL_H - (value(p) / max).min(1.0) * PANEL_H;
+                    format!("{:.1},{:.1}", xt(p.t as f64), y)
+                })
+                .collect::<Vec<String>>()
+        };
         let top2 = top + PANEL_H + 60.0;
         let max_ops = self
             .timeline
@@ -333,29 +343,9 @@ impl Report {
         axis_lin(&mut s, top2, PANEL_H, LEFT, plot_w, max_ops, &|v| {
             format!("{v:.0}")
         });
-        let ops_pts: Vec<String> = self
-            .timeline
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    xt(p.t as f64),
-                    top2 + PANEL_H - p.ops as f64 / max_ops * PANEL_H
-                )
-            })
-            .collect();
+        let ops_pts = timeline_points(top2, max_ops, &|p| p.ops as f64);
         polyline(&mut s, &ops_pts, COLORS[0]);
-        let err_pts: Vec<String> = self
-            .timeline
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    xt(p.t as f64),
-                    top2 + PANEL_H - (p.errors as f64 / max_ops).min(1.0) * PANEL_H
-                )
-            })
-            .collect();
+        let err_pts = timeline_points(top2, max_ops, &|p| p.errors as f64);
         polyline(&mut s, &err_pts, COLORS[1]);
         legend(&mut s, W - RIGHT + 10.0, top2 + 14.0, COLORS[0], "ops/s");
         legend(&mut s, W - RIGHT + 10.0, top2 + 32.0, COLORS[1], "errors/s");
@@ -386,17 +376,7 @@ impl Report {
         .iter()
         .enumerate()
         {
-            let pts: Vec<String> = self
-                .timeline
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{:.1},{:.1}",
-                        xt(p.t as f64),
-                        top3 + PANEL_H - (get(p) as f64 / max_lat).min(1.0) * PANEL_H
-                    )
-                })
-                .collect();
+            let pts = timeline_points(top3, max_lat, &|p| get(p) as f64);
             polyline(&mut s, &pts, COLORS[i + 2]);
             legend(
                 &mut s,
