@@ -631,15 +631,22 @@ mod tests {
             })
             .collect();
         let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let (mut split, mut decoded) = (0, 0);
         for i in 0..20_000 {
             let (op_code, frame) = &frames[i % frames.len()];
             let mut f = frame.clone();
             mutate(&mut rng, &mut f);
             if let Ok((_, body)) = ReplyHeader::split(&f) {
-                let _ = decode_response(*op_code, body);
+                split += 1;
+                decoded += usize::from(decode_response(*op_code, body).is_ok());
                 let _ = decode_acl_response(body);
                 let _ = decode_watch_event(body);
             }
         }
+        // The mutations must reach the decoders, not just fail the header.
+        assert!(
+            split > 1000 && decoded > 100,
+            "split {split}, decoded {decoded}"
+        );
     }
 }

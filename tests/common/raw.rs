@@ -550,6 +550,18 @@ fn read_frame_inner(s: &mut TcpStream) -> io::Result<Vec<u8>> {
 
 /// Waits until the peer closes the connection (EOF or reset), discarding anything it sends.
 /// Returns false if the connection is still open after `timeout`.
+/// A read or write error that means the server closed the connection (as
+/// opposed to a timeout: a server that never answers must not pass).
+pub fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 pub fn wait_closed(s: &mut TcpStream, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];

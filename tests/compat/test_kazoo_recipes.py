@@ -133,8 +133,11 @@ def test_read_write_lock(make_client, base_path):
     assert w.acquire(blocking=False) is False
     writer = Worker(w.acquire, True, DEADLINE)
     writer.start()
+    wait_until(lambda: len(c1.get_children(path)) == 3, message="the writer queued behind r1, r2")
     r1.release()
+    wait_until(lambda: len(c1.get_children(path)) == 2, message="r1's node gone")
     assert writer.is_alive()
+    assert not w.is_acquired, "the writer got the lock while r2 held it"
     r2.release()
     assert writer.finish() is True
     assert c1.ReadLock(path, "r3").acquire(blocking=False) is False
@@ -310,6 +313,10 @@ def test_double_barrier(make_client, base_path):
 
     w1 = Worker(participant, c1, "one")
     w1.start()
+    wait_until(
+        lambda: [n for n in (c2.get_children(path) if c2.exists(path) else []) if n != "ready"],
+        message="participant one waiting in the barrier",
+    )
     assert not entered["one"].wait(0.5), "entered a double barrier alone"
     w2 = Worker(participant, c2, "two")
     w2.start()
