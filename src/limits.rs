@@ -13,6 +13,9 @@ pub const SESSION_PASSWD_BYTES: usize = 16;
 /// Nesting of multi is not allowed; ops per multi are bounded by the frame size,
 /// but we cap the count to keep per-request work bounded.
 pub const MULTI_OPS_MAX: usize = 10_000;
+/// A multiRead whose reply would exceed this closes its connection: its ops
+/// repeat reads, so a request of a few KB could ask for gigabytes.
+pub const MULTI_READ_REPLY_BYTES_MAX: usize = 64 << 20;
 /// Entries in one vector field (ACL list, setWatches path lists, ...).
 pub const VECTOR_LEN_MAX: usize = 1 << 20;
 
@@ -91,6 +94,7 @@ pub const SESSIONS_MAX: usize = 1 << 20;
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_CAP);
 const _: () = assert!(SEND_BUFFER_HIGH_WATER_BYTES < SEND_BUFFER_HARD_CAP_BYTES);
 const _: () = assert!(FRAME_BYTES_MAX_CAP < SEND_BUFFER_HARD_CAP_BYTES);
+const _: () = assert!(MULTI_READ_REPLY_BYTES_MAX < SEND_BUFFER_HARD_CAP_BYTES);
 const _: () = assert!(OUTSTANDING_PER_CONNECTION_DEFAULT <= OUTSTANDING_PER_CONNECTION_CAP);
 // Any frame a client may send must fit in one log record.
 const _: () = assert!(FRAME_BYTES_MAX_CAP < storage::RECORD_PAYLOAD_BYTES_MAX);

@@ -9,17 +9,26 @@ log() { printf '\n=== %s\n' "$*"; }
 
 install_deps() {
   local need_apt=()
+  command -v python3 >/dev/null || need_apt+=(python3)
   [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
   command -v java >/dev/null || need_apt+=(default-jre-headless)
+  # Without kazoo/pytest, they go into a venv (Debian's Python refuses a
+  # system-wide pip install), which needs pip and venv support.
+  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+    python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-pip)
+  fi
   if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need_apt[@]}"
   fi
+  PYTHON=python3
   if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
-    log "installing Python packages"
-    python3 -m pip install -q -r tests/compat/requirements.txt
+    log "installing Python packages into target/compat-venv"
+    python3 -m venv target/compat-venv
+    PYTHON="$PWD/target/compat-venv/bin/python"
+    "$PYTHON" -m pip install -q -r tests/compat/requirements.txt
   fi
 }
 
@@ -34,4 +43,4 @@ cargo test --release --workspace -- --test-threads=2
 
 log "real-client compatibility tests (kazoo, zkCli.sh, differential vs Apache ZooKeeper)"
 export FERROKEEPER_BIN="$PWD/target/release/ferrokeeper"
-python3 -m pytest -q tests/compat
+"$PYTHON" -m pytest -q tests/compat

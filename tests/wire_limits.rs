@@ -540,3 +540,31 @@ async fn watches_per_connection_are_bounded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_read_of_a_huge_reply_closes_only_that_connection() {
+    if common::is_apache() {
+        eprintln!("multi_read_of_a_huge_reply: a Ferrokeeper-only bound; not run against Apache");
+        return;
+    }
+    common::bounded(120, async {
+        // Default jute.maxbuffer (1 MB): one node of ~1 MB, read 80 times in one
+        // multiRead of a few KB, asks for an 80 MB reply.
+        let s = Server::start(&[]);
+        let mut c = s.raw();
+        assert_eq!(c.create("/lim_huge", &vec![b'h'; 1_000_000], 0).err, 0);
+        let ops: Vec<raw::MultiOp> = (0..80)
+            .map(|_| raw::MultiOp {
+                op: op::GET_DATA,
+                body: raw::path_watch("/lim_huge", false),
+            })
+            .collect();
+        c.send(op::MULTI_READ, &raw::multi_body(&ops));
+        assert!(
+            c.wait_closed(Duration::from_secs(30)),
+            "an 80 MB multiRead reply did not close the connection"
+        );
+        assert_serving(&s);
+    })
+    .await;
+}

@@ -883,6 +883,11 @@ async fn multi_read_is_per_op() {
         let c = server().client().await;
         c.create("/ops_mread", b"top", &open()).await.unwrap();
         c.create("/ops_mread/k", b"", &open()).await.unwrap();
+        // A deleted child makes the server's stored cversion differ from the
+        // one clients see: multiRead must report the client view too.
+        c.create("/ops_mread/gone", b"", &open()).await.unwrap();
+        c.delete("/ops_mread/gone", None).await.unwrap();
+        let (_, plain_stat) = c.get_data("/ops_mread").await.unwrap();
         let mut rd = c.new_multi_reader();
         rd.add_get_data("/ops_mread").unwrap();
         rd.add_get_children("/ops_mread").unwrap();
@@ -894,6 +899,7 @@ async fn multi_read_is_per_op() {
             MultiReadResult::Data { data, stat } => {
                 assert_eq!(data, b"top");
                 assert_eq!(stat.num_children, 1);
+                assert_eq!(stat, &plain_stat, "multiRead and getData agree");
             }
             other => panic!("{other:?}"),
         }

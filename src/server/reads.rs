@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::conn::Conn;
 use super::shard::Shard;
 use super::stats;
+use crate::limits;
 use crate::proto::response::{
     encode_children, encode_error, encode_reply, encode_watch_event, MultiResult, ReplyHeader,
     Response,
@@ -293,8 +294,22 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A multiRead repeats reads in one request, so a small request could ask
+    /// for a reply of gigabytes: past `MULTI_READ_REPLY_BYTES_MAX` the
+    /// connection is closed instead of the reply being built.
     fn multi_read(&self, out: &mut Vec<u8>, ops: &[Request<'_>]) -> Reply {
-        let results = ops.iter().map(|req| self.multi_read_one(req)).collect();
+        let results: Vec<MultiResult<'_>> =
+            ops.iter().map(|req| self.multi_read_one(req)).collect();
+        let reply_bytes: usize = results.iter().map(multi_result_bytes).sum();
+        if reply_bytes > limits::MULTI_READ_REPLY_BYTES_MAX {
+            warn!(
+                "connection {}: multiRead reply of ~{reply_bytes} bytes exceeds {}; closing",
+                self.conn.peer,
+                limits::MULTI_READ_REPLY_BYTES_MAX
+            );
+            self.conn.close_now();
+            return Ok(());
+        }
         self.reply(out, &Response::Multi(results))
     }
 
@@ -304,7 +319,7 @@ impl Ctx<'_> {
                 self.require(node, perms::READ)?;
                 Ok(MultiResult::GetData {
                     data: node.data.as_deref(),
-                    stat: node.stat,
+                    stat: node.client_stat(),
                 })
             }),
             Request::GetChildren { path, .. } => self.node(path).and_then(|node| {
@@ -415,4 +430,16 @@ fn redact_digest(acl: &Acl) -> Acl {
         perms: acl.perms,
         id: Id::new(SCHEME_DIGEST, &format!("{user}:x")),
     }
+}
+
+/// An upper estimate of one multiRead result's encoded size (op header,
+/// error code, stat and length prefixes rounded up to 128 bytes).
+fn multi_result_bytes(result: &MultiResult<'_>) -> usize {
+    const FIXED_BYTES: usize = 128;
+    FIXED_BYTES
+        + match result {
+            MultiResult::GetData { data, .. } => data.map_or(0, <[u8]>::len),
+            MultiResult::GetChildren { children } => children.iter().map(|c| c.len() + 4).sum(),
+            _ => 0,
+        }
 }
