@@ -256,7 +256,12 @@ impl Config {
                     parse_range(value, 1, limits::GLOBAL_OUTSTANDING_CAP)?
             }
             "snapCount" => self.snap_count = parse_range(value, 2, u64::MAX)?,
-            "preAllocSize" => self.pre_alloc_size_kb = parse_range(value, 1, 1 << 30)?,
+            // Recovery reads a whole segment into memory: preallocation beyond
+            // a segment's size bound gains nothing and would inflate it.
+            "preAllocSize" => {
+                self.pre_alloc_size_kb =
+                    parse_range(value, 1, limits::storage::SEGMENT_BYTES_MAX_DEFAULT / 1024)?
+            }
             "autopurge.snapRetainCount" => {
                 // ZooKeeper raises values below 3 to 3 (with a warning).
                 self.autopurge_snap_retain_count = parse_range::<u32>(value, 0, 1 << 20)?.max(3)
@@ -546,6 +551,11 @@ mod tests {
         let err = Config::parse("clientPort=99999\n", "my.cfg").unwrap_err();
         assert!(
             err.to_string().contains("my.cfg:1: 99999 is out of range"),
+            "{err}"
+        );
+        let err = Config::parse("preAllocSize=65537\n", "my.cfg").unwrap_err();
+        assert!(
+            err.to_string().contains("my.cfg:1: 65537 is out of range"),
             "{err}"
         );
     }

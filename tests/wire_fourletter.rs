@@ -264,3 +264,16 @@ async fn words_outside_the_whitelist_are_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_count_of_a_fresh_server_matches_zookeeper() {
+    common::bounded(45, async {
+        // ZooKeeper counts "/", "/zookeeper", "/zookeeper/quota",
+        // "/zookeeper/config" and "" (its alias of the root): 5.
+        let s = Server::start(&[]);
+        let m = mntr_map(&s.four_letter("mntr"));
+        assert_eq!(mntr_get(&m, "zk_znode_count"), "5", "{m:?}");
+        assert_eq!(field(&s.four_letter("srvr"), "Node count: "), "5");
+    })
+    .await;
+}

@@ -116,7 +116,13 @@ fn read_and_answer(c: &mut Conn, next_session: &mut i64, zxid: &mut i64) -> bool
         }
     }
     let mut pos = 0;
-    while let Ok(Some(total)) = frame_len(&c.rbuf[pos..], MAX_FRAME) {
+    loop {
+        let total = match frame_len(&c.rbuf[pos..], MAX_FRAME) {
+            Ok(Some(total)) => total,
+            Ok(None) => break,
+            // A bad length would otherwise leave the bytes to pile up unread.
+            Err(_) => return false,
+        };
         let body = &c.rbuf[pos + 4..pos + total];
         pos += total;
         if !c.handshaken {

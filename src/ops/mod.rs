@@ -77,7 +77,7 @@ fn srvr(shard: &Shard, t: &Totals, with_clients: bool) -> String {
         t.outstanding,
         version.last_zxid(),
         mode(),
-        version.node_count(),
+        version.zk_node_count(),
     );
     s
 }
@@ -135,7 +135,7 @@ fn mntr(shard: &Shard, t: &Totals) -> String {
         ("zk_packets_sent", t.packets_sent.to_string()),
         ("zk_num_alive_connections", t.connections.to_string()),
         ("zk_outstanding_requests", t.outstanding.to_string()),
-        ("zk_znode_count", version.node_count().to_string()),
+        ("zk_znode_count", version.zk_node_count().to_string()),
         ("zk_watch_count", t.watch_count.to_string()),
         ("zk_ephemerals_count", version.ephemeral_count().to_string()),
         (
