@@ -571,7 +571,7 @@ async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
                     spare.len()
                 );
                 conn.close_now();
-            } else if writer.write_all(&spare).await.is_err() {
+            } else if !write_or_abandon(&conn, &mut writer, &spare).await {
                 conn.close_now();
             }
             let _ = writer.flush().await;
@@ -586,6 +586,35 @@ async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes `bytes`, unless the connection is closed meanwhile or the client,
+/// not reading, lets more pile up past the hard cap: against a peer whose
+/// TCP window stays shut the write would otherwise never return, nothing
+/// could close the connection, and its send buffer would grow without bound.
+/// False if the write failed or was abandoned.
+async fn write_or_abandon(conn: &Conn, writer: &mut Writer, bytes: &[u8]) -> bool {
+    // Polled first: on a closing connection, what the socket takes at once
+    // (a last reply) still goes out; the rest is dropped.
+    let write = async { writer.write_all(bytes).await.is_ok() };
+    // Every append to the send buffer and every close rings the writer bell.
+    let abandon = async {
+        loop {
+            if conn.closing.get() == Closing::Now {
+                return false;
+            }
+            let unsent_bytes = bytes.len() + conn.send_buf.borrow().len();
+            if unsent_bytes > limits::SEND_BUFFER_HARD_CAP_BYTES {
+                warn!(
+                    "connection {}: {unsent_bytes} unsent bytes; the client is not reading, closing",
+                    conn.peer
+                );
+                return false;
+            }
+            conn.writer_bell.wait().await;
+        }
+    };
+    futures_lite::future::or(write, abandon).await
 }
 
 async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::JoinHandle<()>) {
