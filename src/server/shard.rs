@@ -39,12 +39,15 @@ pub struct Shard {
     /// This shard's share of `globalOutstandingLimit`.
     pub outstanding_max: u32,
     pub outstanding: Cell<u32>,
-    /// Connections whose reader waits for the shard's outstanding count to drop.
-    blocked_readers: RefCell<Vec<u64>>,
+    /// Connections whose reader waits for the shard's outstanding count to
+    /// drop. A set: a reader blocked again before a slot frees must not be
+    /// listed twice (a list grew with every spurious wake-up).
+    blocked_readers: RefCell<hashbrown::HashSet<u64>>,
     /// Newest zxid the pipeline has published to any shard.
     published_zxid: Arc<AtomicI64>,
-    /// Connections whose next read waits for this shard to adopt `published_zxid`.
-    waiting_for_version: RefCell<Vec<u64>>,
+    /// Connections whose next read waits for this shard to adopt
+    /// `published_zxid` (a set, for the same reason).
+    waiting_for_version: RefCell<hashbrown::HashSet<u64>>,
     outbound: RefCell<VecDeque<ToPipeline>>,
     outbound_bell: Bell,
     /// Sessions with activity since the last touch report.
@@ -69,9 +72,9 @@ impl Shard {
             ip_counts: shared.ip_counts.clone(),
             outstanding_max,
             outstanding: Cell::new(0),
-            blocked_readers: RefCell::new(Vec::new()),
+            blocked_readers: RefCell::default(),
             published_zxid: shared.published_zxid.clone(),
-            waiting_for_version: RefCell::new(Vec::new()),
+            waiting_for_version: RefCell::default(),
             outbound: RefCell::new(VecDeque::new()),
             outbound_bell: Bell::new(),
             touched: RefCell::new(Vec::new()),
@@ -162,11 +165,11 @@ impl Shard {
     }
 
     pub fn wait_for_version(&self, conn_id: u64) {
-        self.waiting_for_version.borrow_mut().push(conn_id);
+        self.waiting_for_version.borrow_mut().insert(conn_id);
     }
 
     pub fn block_reader(&self, conn_id: u64) {
-        self.blocked_readers.borrow_mut().push(conn_id);
+        self.blocked_readers.borrow_mut().insert(conn_id);
     }
 
     /// Applies one commit notice in the order the ordering rules need.

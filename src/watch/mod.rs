@@ -120,24 +120,31 @@ impl WatchRegistry {
 
     fn remove_one(&mut self, kind: WatchKind, path: &str, watcher: WatcherId) -> bool {
         let map = &mut self.by_kind[slot(kind)];
-        let Some(set) = map.get_mut(path) else {
+        let Some((key, set)) = map.get_key_value_mut(path) else {
             return false;
         };
         if !set.remove(&watcher) {
             return false;
         }
+        let key = key.clone();
         if set.is_empty() {
             map.remove(path);
             self.path_lost(kind, path);
         }
+        self.forget(watcher, kind, key);
+        self.total -= 1;
+        true
+    }
+
+    /// Drops one entry of the reverse index: a hash lookup, not a scan of
+    /// all the connection's watches (a client may hold a million).
+    fn forget(&mut self, watcher: WatcherId, kind: WatchKind, path: Arc<str>) {
         if let Some(mine) = self.by_watcher.get_mut(&watcher) {
-            mine.retain(|(k, p)| !(*k == kind && &**p == path));
+            mine.remove(&(kind, path));
             if mine.is_empty() {
                 self.by_watcher.remove(&watcher);
             }
         }
-        self.total -= 1;
-        true
     }
 
     /// The kinds a removeWatches/checkWatches `WatcherType` names.
@@ -214,17 +221,12 @@ impl WatchRegistry {
     }
 
     fn take_one_shot(&mut self, kind: WatchKind, path: &str, out: &mut SmallVec<[WatcherId; 4]>) {
-        let Some(set) = self.by_kind[slot(kind)].remove(path) else {
+        let Some((key, set)) = self.by_kind[slot(kind)].remove_entry(path) else {
             return;
         };
         self.path_lost(kind, path);
         for watcher in set {
-            if let Some(mine) = self.by_watcher.get_mut(&watcher) {
-                mine.retain(|(k, p)| !(*k == kind && &**p == path));
-                if mine.is_empty() {
-                    self.by_watcher.remove(&watcher);
-                }
-            }
+            self.forget(watcher, kind, key.clone());
             self.total -= 1;
             out.push(watcher);
         }
