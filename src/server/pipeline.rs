@@ -253,7 +253,7 @@ impl Pipeline {
                 WriteOutcome::SessionClosed
             }
             other => {
-                let Some(req) = write_req(&other) else {
+                let Some(req) = write_req(&msg.body, &other) else {
                     return WriteOutcome::Error(ErrorCode::Unimplemented);
                 };
                 match self.tree.prep(&header, req, &msg.auth, &self.prep_options) {
@@ -495,12 +495,12 @@ impl Timers {
     }
 }
 
-/// Maps a decoded write request onto the tree's prep input; None for ops that
-/// are not tree writes.
-fn write_req<'a>(request: &'a Request<'a>) -> Option<WriteReq<'a>> {
-    // Node data gets its own allocation: a slice of the frame would keep the
-    // connection's whole receive buffer alive for as long as the node lives.
-    let data = |slice: &Option<&[u8]>| slice.map(Bytes::copy_from_slice);
+/// Maps a decoded write request (borrowing from `body`, its frame) onto the
+/// tree's prep input; None for ops that are not tree writes.
+fn write_req<'a>(body: &Bytes, request: &'a Request<'a>) -> Option<WriteReq<'a>> {
+    // Txn data shares the frame without a copy: the txn lives only until its
+    // batch is logged and applied, and the node takes its own copy then.
+    let data = |slice: &Option<&[u8]>| slice.map(|bytes| body.slice_ref(bytes));
     Some(match request {
         Request::Create { op, req } => WriteReq::Create(CreateReq {
             path: req.path,
@@ -532,7 +532,11 @@ fn write_req<'a>(request: &'a Request<'a>) -> Option<WriteReq<'a>> {
             path,
             version: *version,
         },
-        Request::Multi(ops) => WriteReq::Multi(ops.iter().map(write_req).collect::<Option<_>>()?),
+        Request::Multi(ops) => WriteReq::Multi(
+            ops.iter()
+                .map(|op| write_req(body, op))
+                .collect::<Option<_>>()?,
+        ),
         _ => return None,
     })
 }
