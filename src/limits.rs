@@ -27,6 +27,9 @@ pub const OUTSTANDING_PER_CONNECTION_CAP: u32 = 100_000;
 /// Default most watches one connection may hold
 /// (`ferrokeeper.maxWatchesPerConnection`); beyond it the connection closes.
 pub const WATCHES_PER_CONNECTION_DEFAULT: usize = 1_000_000;
+/// Ids one connection may collect with addauth (the ip id included); the
+/// addauth that would exceed it gets AUTHFAILED and the connection closes.
+pub const AUTH_IDS_PER_CONNECTION_MAX: usize = 128;
 /// Largest configurable watches per connection.
 pub const WATCHES_PER_CONNECTION_CAP: usize = 100_000_000;
 /// Largest configurable `globalOutstandingLimit`.
@@ -113,8 +116,9 @@ pub mod storage {
     pub const BACKGROUND_SYNC_EVERY_BYTES: usize = 4 << 20;
     /// Retention never keeps fewer snapshots (ZooKeeper's minimum).
     pub const SNAPSHOTS_RETAINED_MIN: usize = 3;
-    /// Sessions in a snapshot; beyond it the file is treated as corrupt.
-    pub const SNAPSHOT_SESSIONS_MAX: u64 = 1 << 24;
+    /// Sessions in a snapshot; beyond what a server can hold the file is
+    /// treated as corrupt.
+    pub const SNAPSHOT_SESSIONS_MAX: u64 = super::SESSIONS_MAX as u64;
     /// Nodes in a snapshot; beyond it the file is treated as corrupt.
     pub const SNAPSHOT_NODES_MAX: u64 = 1 << 32;
 }

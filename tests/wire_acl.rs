@@ -640,3 +640,31 @@ async fn raw_acl_checks() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addauth_ids_per_connection_are_bounded() {
+    if common::is_apache() {
+        eprintln!("addauth_ids_per_connection_are_bounded: a Ferrokeeper-only bound; not run against Apache");
+        return;
+    }
+    common::bounded(45, async {
+        let s = server();
+        let mut r = s.raw();
+        // The ip id plus 127 digests fill the 128 allowed; the next is refused.
+        for i in 0..127 {
+            let credentials = format!("user{i}:pw");
+            assert_eq!(
+                r.add_auth("digest", credentials.as_bytes()),
+                0,
+                "addauth {i}"
+            );
+        }
+        assert_eq!(r.add_auth("digest", b"one:toomany"), err::AUTH_FAILED);
+        assert!(
+            r.wait_closed(Duration::from_secs(5)),
+            "connection not closed after too many auth ids"
+        );
+        assert_eq!(s.raw().exists("/", false).1.err, 0, "others are served");
+    })
+    .await;
+}

@@ -393,6 +393,17 @@ impl Ctx<'_> {
             // ZooKeeper's digest provider accepts any credentials: they only
             // decide which digest id the session gets.
             SCHEME_DIGEST => {
+                // Each distinct credential adds an id that every ACL check
+                // scans: bounded, like everything a client can grow.
+                if self.conn.auth.borrow().ids.len() >= limits::AUTH_IDS_PER_CONNECTION_MAX {
+                    warn!(
+                        "connection {}: more than {} auth ids; refusing addauth and closing",
+                        self.conn.peer,
+                        limits::AUTH_IDS_PER_CONNECTION_MAX
+                    );
+                    encode_reply(out, &header(ErrorCode::AuthFailed), &Response::Empty);
+                    return LocalOutcome::CloseAfterFlush;
+                }
                 let credentials = String::from_utf8_lossy(auth);
                 let mut info = (**self.conn.auth.borrow()).clone();
                 info.add_digest(&credentials, self.shard.cfg.super_digest.as_deref());

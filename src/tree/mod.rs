@@ -162,16 +162,6 @@ impl DataTree {
         self.nodes.get(key).map(|node| &**node)
     }
 
-    /// A shared handle to the node, for holding it beyond a borrow.
-    pub fn get_arc(&self, node_path: &str) -> Option<Arc<Node>> {
-        let key = if node_path.is_empty() {
-            path::ROOT
-        } else {
-            node_path
-        };
-        self.nodes.get(key).cloned()
-    }
-
     pub fn contains(&self, node_path: &str) -> bool {
         self.get(node_path).is_some()
     }

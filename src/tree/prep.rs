@@ -8,7 +8,7 @@ use super::acl::{check_acl, fix_acl, AuthInfo};
 use super::node::{ttl_owner, Node, NodeKind};
 use super::path::{self, validate_path};
 use super::txn::{multi_error_codes, CreateKind, TxnHeader, TxnOp};
-use super::{DataTree, CONFIG_PATH, QUOTA_PATH, ZOOKEEPER_PATH};
+use super::DataTree;
 use crate::proto::{perms, Acl, CreateMode, ErrorCode, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -303,9 +303,8 @@ fn create_owner(
 /// ZooKeeper's getParentPathAndValidate: needs a '/', no NUL, and refuses
 /// the built-in nodes ("/", "/zookeeper", its quota and config children).
 fn parent_for_delete(path: &str) -> Result<&str, ErrorCode> {
-    let special = matches!(path, path::ROOT | ZOOKEEPER_PATH | QUOTA_PATH | CONFIG_PATH);
     match path::zk_parent(path) {
-        Some(parent) if !special && !path.contains('\0') => Ok(parent),
+        Some(parent) if !super::is_built_in(path) && !path.contains('\0') => Ok(parent),
         _ => Err(ErrorCode::BadArguments),
     }
 }
