@@ -85,6 +85,10 @@ pub struct Config {
     pub outstanding_per_connection_max: u32,
     /// Watches one connection may hold (`ferrokeeper.maxWatchesPerConnection`).
     pub watches_per_connection_max: usize,
+    /// Server-wide bound on bytes held for clients
+    /// (`ferrokeeper.maxClientBufferBytes`); 0 = derived from the machine's
+    /// memory ([`default_client_buffer_bytes`]).
+    pub client_buffer_bytes_max: usize,
     /// Most requests in one log batch (`zookeeper.maxBatchSize`).
     pub batch_requests_max: usize,
     /// Most txn bytes in one log batch (`ferrokeeper.maxBatchBytes`).
@@ -127,6 +131,7 @@ impl Default for Config {
             shard_count: 0,
             outstanding_per_connection_max: limits::OUTSTANDING_PER_CONNECTION_DEFAULT,
             watches_per_connection_max: limits::WATCHES_PER_CONNECTION_DEFAULT,
+            client_buffer_bytes_max: 0,
             batch_requests_max: limits::BATCH_REQUESTS_MAX,
             batch_bytes_max: limits::BATCH_BYTES_MAX,
             flush_delay_ms: 0,
@@ -296,6 +301,13 @@ impl Config {
                 self.watches_per_connection_max =
                     parse_range(value, 1u64, limits::WATCHES_PER_CONNECTION_CAP as u64)? as usize
             }
+            "ferrokeeper.maxClientBufferBytes" => {
+                self.client_buffer_bytes_max = parse_range(
+                    value,
+                    limits::CLIENT_BUFFER_BYTES_MIN as u64,
+                    limits::CLIENT_BUFFER_BYTES_CAP as u64,
+                )? as usize
+            }
             "maxBatchSize" => {
                 self.batch_requests_max =
                     parse_range(value, 1u64, limits::BATCH_REQUESTS_CAP as u64)? as usize
@@ -366,6 +378,15 @@ impl Config {
 
     /// Shard executors to start: the configured count, or the default for
     /// this machine's cores ([`default_shards`]).
+    /// The server-wide client buffer bound in force (configured or default).
+    pub fn client_buffer_bytes(&self) -> usize {
+        if self.client_buffer_bytes_max == 0 {
+            default_client_buffer_bytes(memory_bytes())
+        } else {
+            self.client_buffer_bytes_max
+        }
+    }
+
     pub fn shards(&self) -> usize {
         let count = if self.shard_count == 0 {
             default_shards(std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -512,6 +533,42 @@ pub fn default_shards(cores: usize) -> usize {
     }
 }
 
+/// 1/[`limits::CLIENT_BUFFER_MEMORY_DIVISOR`] of the memory the server may
+/// use, within [`limits::CLIENT_BUFFER_BYTES_DEFAULT_MIN`] and `_MAX`: on a
+/// 24 GiB machine 96 MiB, enough for every client to have megabytes of
+/// replies in flight, small beside the tree (a million znodes take ~400 MiB).
+pub fn default_client_buffer_bytes(memory_bytes: u64) -> usize {
+    let share = memory_bytes / limits::CLIENT_BUFFER_MEMORY_DIVISOR;
+    (share.min(usize::MAX as u64) as usize).clamp(
+        limits::CLIENT_BUFFER_BYTES_DEFAULT_MIN,
+        limits::CLIENT_BUFFER_BYTES_DEFAULT_MAX,
+    )
+}
+
+/// Physical memory, or the cgroup v2 memory limit when that is lower
+/// (a server in a container must size itself by the container).
+fn memory_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions; a failure returns -1.
+    let (pages, page_bytes) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let physical = if pages > 0 && page_bytes > 0 {
+        pages as u64 * page_bytes as u64
+    } else {
+        0
+    };
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match cgroup {
+        Some(limit) if limit > 0 && (physical == 0 || limit < physical) => limit,
+        _ => physical,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +581,35 @@ mod tests {
         assert_eq!(default_shards(16), 16);
         let explicit = Config::parse("dataDir=/tmp/zk\nferrokeeper.shards=2\n", "zoo.cfg").unwrap();
         assert_eq!(explicit.shards(), 2, "a configured count wins");
+    }
+
+    #[test]
+    fn client_buffer_bound_defaults_to_a_share_of_memory_within_bounds() {
+        assert_eq!(default_client_buffer_bytes(24 << 30), 96 << 20);
+        assert_eq!(default_client_buffer_bytes(1 << 30), 32 << 20, "floor");
+        assert_eq!(default_client_buffer_bytes(1 << 40), 1 << 30, "ceiling");
+        let cfg = Config::parse("dataDir=/tmp/zk\n", "zoo.cfg").unwrap();
+        assert!(cfg.client_buffer_bytes() >= limits::CLIENT_BUFFER_BYTES_DEFAULT_MIN);
+        let set = Config::parse(
+            "dataDir=/tmp/zk\nferrokeeper.maxClientBufferBytes=67108864\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(
+            set.client_buffer_bytes(),
+            64 << 20,
+            "a configured bound wins"
+        );
+        let err = Config::parse(
+            "dataDir=/tmp/zk\nferrokeeper.maxClientBufferBytes=1000\n",
+            "zoo.cfg",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("zoo.cfg") && err.contains("out of range"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,12 +50,56 @@ pub const SHARDS_MAX: usize = 256;
 /// Bytes read from a socket per read call (the receive buffer grows to a
 /// frame). Small, because each read zero-fills this much of the buffer first.
 pub const RECV_CHUNK_BYTES: usize = 16 << 10;
-/// When a connection's unsent replies exceed this, the server stops reading
-/// that connection's requests until the client drains them.
-pub const SEND_BUFFER_HIGH_WATER_BYTES: usize = 4 << 20;
-/// A connection whose unsent bytes (replies plus watch events) exceed this is
-/// closed: the client is not reading and the server will not buffer without bound.
-pub const SEND_BUFFER_HARD_CAP_BYTES: usize = 128 << 20;
+/// A receive buffer that grew past this for a large request is released
+/// once that request has been taken from it.
+pub const RECV_BUFFER_KEEP_BYTES: usize = 64 << 10;
+/// Bytes a connection holds (receive buffer, requests not yet answered,
+/// replies and events not yet sent, the buffer being written): above this
+/// the server stops reading that connection's requests and stops running
+/// its queued reads until the client drains its replies.
+pub const CONN_HELD_BYTES_HIGH_WATER: usize = 4 << 20;
+/// A connection holding more than this (only write replies and watch events
+/// can push it past the high-water mark) for longer than
+/// [`CONN_OVER_HARD_CAP_TIMEOUT`] is closed: its client is not reading.
+pub const CONN_HELD_BYTES_HARD_CAP: usize = 16 << 20;
+/// How long a connection may stay over [`CONN_HELD_BYTES_HARD_CAP`].
+pub const CONN_OVER_HARD_CAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A connection holding more than this is closed at once (a watch-event
+/// flood into a client that does not read cannot wait for the timeout).
+pub const CONN_HELD_BYTES_CEILING: usize = 128 << 20;
+/// How often a stuck write re-checks the hard-cap timeout.
+pub const CONN_STUCK_WRITE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Small replies and events share send chunks of up to this many bytes; a
+/// larger reply gets a chunk of its own size (`server/send_queue.rs`).
+pub const SEND_CHUNK_BYTES: usize = 64 << 10;
+/// A sent chunk up to this size is kept for the connection's next replies;
+/// larger ones are freed.
+pub const SEND_BUFFER_KEEP_BYTES: usize = 16 << 10;
+/// A shard whose client buffers fell this far below their peak asks the
+/// allocator to return the freed memory to the system.
+pub const RELEASE_FREED_CLIENT_BYTES: usize = 8 << 20;
+/// Initial capacity of a send chunk.
+pub const SEND_BUFFER_INITIAL_BYTES: usize = 4 << 10;
+/// Room asked of the send queue before encoding a reply whose size is not
+/// known in advance (it grows the chunk if it needs more).
+pub const SMALL_REPLY_BYTES_HINT: usize = 256;
+/// A request frame smaller than this that cannot run at once is copied out
+/// of the receive buffer, so it does not pin a whole receive chunk while it
+/// waits (larger frames are shared: they fill most of their chunk anyway).
+pub const FRAME_SHARE_MIN_BYTES: usize = 4 << 10;
+/// Default server-wide bound on bytes held for clients
+/// (`ferrokeeper.maxClientBufferBytes`): this fraction of the machine's
+/// memory (or of the cgroup's limit), clamped to the two bounds below.
+pub const CLIENT_BUFFER_MEMORY_DIVISOR: u64 = 256;
+pub const CLIENT_BUFFER_BYTES_DEFAULT_MIN: usize = 32 << 20;
+pub const CLIENT_BUFFER_BYTES_DEFAULT_MAX: usize = 1 << 30;
+/// Range of a configured `ferrokeeper.maxClientBufferBytes`.
+pub const CLIENT_BUFFER_BYTES_MIN: usize = 1 << 20;
+pub const CLIENT_BUFFER_BYTES_CAP: usize = 1 << 40;
+/// While the server-wide bound is reached, a connection holding less than
+/// its fair share (the bound over the connection count, at least this)
+/// is never throttled: well-behaved clients keep their latency.
+pub const CLIENT_FAIR_SHARE_MIN_BYTES: usize = 256 << 10;
 
 /// glommio's registered-buffer pool per executor (its default is 10 MiB,
 /// touched and pinned at start). Only its DMA file API draws on it, which
@@ -95,9 +139,12 @@ pub const ACL_CACHE_SWEEP_MIN: usize = 1024;
 pub const SESSIONS_MAX: usize = 1 << 20;
 
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_CAP);
-const _: () = assert!(SEND_BUFFER_HIGH_WATER_BYTES < SEND_BUFFER_HARD_CAP_BYTES);
-const _: () = assert!(FRAME_BYTES_MAX_CAP < SEND_BUFFER_HARD_CAP_BYTES);
-const _: () = assert!(MULTI_READ_REPLY_BYTES_MAX < SEND_BUFFER_HARD_CAP_BYTES);
+const _: () = assert!(CONN_HELD_BYTES_HIGH_WATER < CONN_HELD_BYTES_HARD_CAP);
+const _: () = assert!(CONN_HELD_BYTES_HARD_CAP < CONN_HELD_BYTES_CEILING);
+// A single largest reply fits below the ceiling: it is sent, not a reason to close.
+const _: () = assert!(FRAME_BYTES_MAX_CAP < CONN_HELD_BYTES_CEILING);
+const _: () = assert!(MULTI_READ_REPLY_BYTES_MAX < CONN_HELD_BYTES_CEILING);
+const _: () = assert!(CLIENT_BUFFER_BYTES_DEFAULT_MIN <= CLIENT_BUFFER_BYTES_DEFAULT_MAX);
 const _: () = assert!(OUTSTANDING_PER_CONNECTION_DEFAULT <= OUTSTANDING_PER_CONNECTION_CAP);
 // Any frame a client may send must fit in one log record.
 const _: () = assert!(FRAME_BYTES_MAX_CAP < storage::RECORD_PAYLOAD_BYTES_MAX);

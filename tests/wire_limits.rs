@@ -568,3 +568,81 @@ async fn multi_read_of_a_huge_reply_closes_only_that_connection() {
     })
     .await;
 }
+
+/// A client that never reads while watch events pile up for it (events cannot be
+/// throttled like reads: they must be delivered or the connection closed): once the
+/// server holds more than the hard cap (16 MiB) for it for longer than the timeout
+/// (10 s), the connection is closed, logged and counted in mntr, and other clients are
+/// unaffected. Ferrokeeper's own bound: Apache buffers events without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_reads_its_events_is_closed_after_the_hard_cap_timeout() {
+    if common::is_apache() {
+        eprintln!(
+            "client_that_never_reads_its_events: a Ferrokeeper-only bound; not run against Apache"
+        );
+        return;
+    }
+    common::bounded(180, async {
+        let s = Server::start(&[]);
+        let name = "n".repeat(900);
+        let path = format!("/deaf/{name}");
+        let mut writer = s.raw();
+        assert_eq!(writer.create("/deaf", b"", 0).err, 0);
+        assert_eq!(writer.create(&path, b"", 0).err, 0);
+        // Within maxSessionTimeout: the session must outlive the test, so that only
+        // the hard cap can close the connection.
+        let mut deaf = s.raw_with_timeout(40_000);
+        let watch = raw::add_watch_body("/deaf", 1); // persistent recursive
+        assert_eq!(deaf.req(op::ADD_WATCH, &watch).err, 0);
+        let deaf_port = deaf.stream.local_addr().unwrap().port();
+
+        // ~40k events of ~940 bytes: ~37 MB, far more than the kernel's socket
+        // buffers take, so more than the hard cap stays in the server.
+        const BATCH: i32 = 1000;
+        for _ in 0..40 {
+            let first = writer.next_xid();
+            let mut frames = Vec::new();
+            for i in 0..BATCH {
+                let body = raw::set_data_body(&path, b"x", -1);
+                frames.extend(raw::request_frame(first + 1 + i, op::SET_DATA, &body));
+            }
+            writer.write_all(&frames).unwrap();
+            for i in 0..BATCH {
+                let reply = writer.read_reply().unwrap();
+                assert_eq!((reply.xid, reply.err), (first + 1 + i, 0));
+            }
+            for _ in 0..BATCH {
+                let _ = writer.next_xid();
+            }
+        }
+        let stuck_since = Instant::now();
+        common::eventually(
+            Duration::from_secs(60),
+            "the server to close the connection that does not read",
+            || async {
+                let mntr = s.four_letter("mntr");
+                let closed = mntr.lines().any(|l| l == "zk_slow_clients_closed\t1");
+                let listed = s.four_letter("cons").contains(&format!(":{deaf_port}["));
+                (closed && !listed).then_some(())
+            },
+        )
+        .await;
+        eprintln!("closed {:?} after the writes ended", stuck_since.elapsed());
+        assert!(
+            s.log_tail(200)
+                .contains("the client is not reading, closing"),
+            "the close is logged"
+        );
+        assert!(
+            deaf.wait_closed(Duration::from_secs(30)),
+            "the socket is closed"
+        );
+        assert_eq!(
+            writer.get_data(&path, false).1.err,
+            0,
+            "the writer is unaffected"
+        );
+        assert_serving(&s);
+    })
+    .await;
+}

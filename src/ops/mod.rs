@@ -125,7 +125,8 @@ fn envi(shard: &Shard) -> String {
 fn mntr(shard: &Shard, t: &Totals) -> String {
     let version = shard.version.borrow();
     let uptime: Duration = shard.stats.started.elapsed();
-    let rows: [(&str, String); 17] = [
+    let client_buffer_limit = shard.client_bytes_max * shard.cfg.shards();
+    let rows: [(&str, String); 20] = [
         ("zk_version", version_line()),
         ("zk_server_state", mode().to_string()),
         ("zk_avg_latency", format!("{:.1}", t.latency_avg_ms as f64)),
@@ -149,6 +150,13 @@ fn mntr(shard: &Shard, t: &Totals) -> String {
         ("zk_uptime", uptime.as_millis().to_string()),
         ("zk_last_zxid", format!("0x{:x}", version.last_zxid())),
         ("zk_rejected_frames", t.frames_rejected.to_string()),
+        // Ferrokeeper's own: what it holds for clients, against its bound.
+        ("zk_client_buffer_bytes", t.client_buffer_bytes.to_string()),
+        (
+            "zk_client_buffer_limit_bytes",
+            client_buffer_limit.to_string(),
+        ),
+        ("zk_slow_clients_closed", t.slow_clients_closed.to_string()),
     ];
     let mut s = String::new();
     for (key, value) in rows {

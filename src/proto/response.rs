@@ -219,6 +219,11 @@ impl Response<'_> {
 
 /// Appends a whole reply frame. A non-zero `err` means header only, as clients expect.
 pub fn encode_reply(out: &mut Vec<u8>, hdr: &ReplyHeader, body: &Response<'_>) {
+    if let Response::Data(Some(data), _) = body {
+        // One allocation of the right size for a large node, not a doubling
+        // of the whole send buffer when its stat is appended after the data.
+        out.reserve(data.len() + REPLY_OVERHEAD_BYTES);
+    }
     let at = begin_frame(out);
     hdr.encode(out);
     if hdr.err == 0 {
@@ -226,6 +231,9 @@ pub fn encode_reply(out: &mut Vec<u8>, hdr: &ReplyHeader, body: &Response<'_>) {
     }
     end_frame(out, at);
 }
+
+/// Frame length, reply header, data length and stat of a getData reply.
+const REPLY_OVERHEAD_BYTES: usize = 4 + 16 + 4 + 68;
 
 /// Appends a header-only error reply.
 pub fn encode_error(out: &mut Vec<u8>, xid: i32, zxid: i64, err: ErrorCode) {

@@ -26,6 +26,7 @@ use super::messages::*;
 use super::reads::{execute_local, LocalOutcome};
 use super::registry::ConnInfo;
 use super::replies::encode_write_reply;
+use super::send_queue::SendQueue;
 use super::shard::Shard;
 use super::stats;
 use crate::limits;
@@ -36,8 +37,12 @@ use crate::session::ConnRef;
 use crate::tree::acl::AuthInfo;
 
 enum Pending {
-    /// Sent to the pipeline.
-    InFlight { xid: i32, started: Instant },
+    /// Sent to the pipeline; `bytes` of its body are held there until the reply.
+    InFlight {
+        xid: i32,
+        started: Instant,
+        bytes: usize,
+    },
     /// Waiting for earlier requests to be answered.
     Queued {
         xid: i32,
@@ -67,7 +72,18 @@ pub struct Conn {
     /// everything before it is in flight; a local op runs only at the front).
     pending: RefCell<VecDeque<Pending>>,
     in_flight: Cell<usize>,
-    pub send_buf: RefCell<Vec<u8>>,
+    /// Replies and events not yet handed to the writer.
+    pub send_buf: RefCell<SendQueue>,
+    /// What the connection holds besides `send_buf`, counted against its
+    /// bound and the shard's (see [`Conn::held_now`]): request bodies taken
+    /// and not yet answered, the writer's buffer, the receive buffer.
+    request_bytes: Cell<usize>,
+    writing_bytes: Cell<usize>,
+    recv_bytes: Cell<usize>,
+    /// The total last added to the shard's client bytes.
+    held: Cell<usize>,
+    /// Since when the connection holds more than the hard cap.
+    over_hard_cap_since: Cell<Option<Instant>>,
     pub writer_bell: Bell,
     pub reader_bell: Bell,
     pub closing: Cell<Closing>,
@@ -87,7 +103,12 @@ impl Conn {
             auth: RefCell::new(Arc::new(AuthInfo::for_client(peer.ip()))),
             pending: RefCell::new(VecDeque::new()),
             in_flight: Cell::new(0),
-            send_buf: RefCell::new(Vec::with_capacity(4096)),
+            send_buf: RefCell::new(SendQueue::new()),
+            request_bytes: Cell::new(0),
+            writing_bytes: Cell::new(0),
+            recv_bytes: Cell::new(0),
+            held: Cell::new(0),
+            over_hard_cap_since: Cell::new(None),
             writer_bell: Bell::new(),
             reader_bell: Bell::new(),
             closing: Cell::new(Closing::Open),
@@ -100,6 +121,58 @@ impl Conn {
 
     pub fn outstanding(&self) -> usize {
         self.pending.borrow().len()
+    }
+
+    /// Every byte the server holds on behalf of this connection: unsent
+    /// replies and events (the send buffer's allocation), the buffer being
+    /// written, request bodies not yet answered and the receive buffer.
+    /// Replies copy node data, so nothing here pins a tree version.
+    pub fn held_now(&self) -> usize {
+        self.send_buf.borrow().held_bytes()
+            + self.writing_bytes.get()
+            + self.request_bytes.get()
+            + self.recv_bytes.get()
+    }
+
+    /// Brings the shard's client-bytes total up to date with this
+    /// connection's holdings; returns them.
+    pub fn recount(&self, shard: &Shard) -> usize {
+        let now = self.held_now();
+        let before = self.held.replace(now);
+        if now != before {
+            shard.adjust_client_bytes(before, now);
+        }
+        if now > limits::CONN_HELD_BYTES_HARD_CAP {
+            if self.over_hard_cap_since.get().is_none() {
+                self.over_hard_cap_since.set(Some(Instant::now()));
+            }
+        } else {
+            self.over_hard_cap_since.set(None);
+        }
+        now
+    }
+
+    /// True while the connection may produce more replies: it holds less
+    /// than its own high-water mark and, when the shard is at its share of
+    /// the server-wide bound, less than its fair share. Biggest holders are
+    /// throttled first; a throttled connection is woken when its own writer
+    /// drains it or the shard falls below its bound. The receive buffer
+    /// counts in the totals but not here: it holds at most the frame being
+    /// read, which must be completed for the connection to make progress.
+    fn has_room(&self, shard: &Shard) -> bool {
+        let held = self.recount(shard) - self.recv_bytes.get();
+        if held >= limits::CONN_HELD_BYTES_HIGH_WATER {
+            return false;
+        }
+        if shard.over_client_budget() && held >= shard.client_fair_share() {
+            shard.block_on_client_budget(self.id);
+            return false;
+        }
+        true
+    }
+
+    pub fn set_recv_bytes(&self, bytes: usize) {
+        self.recv_bytes.set(bytes);
     }
 
     pub fn close_now(&self) {
@@ -117,7 +190,9 @@ impl Conn {
     }
 
     pub fn push_event(&self, zxid: i64, event: EventType, state: i32, path: &str) {
-        encode_watch_event(&mut self.send_buf.borrow_mut(), zxid, event, state, path);
+        let mut queue = self.send_buf.borrow_mut();
+        let out = queue.buf_for(limits::SMALL_REPLY_BYTES_HINT + path.len());
+        encode_watch_event(out, zxid, event, state, path);
         stats::add(&self.info.sent, 1);
     }
 
@@ -129,7 +204,12 @@ impl Conn {
     /// A write's reply from the pipeline: it answers the oldest in-flight request.
     pub fn on_write_reply(self: &Rc<Self>, shard: &Shard, reply: WriteReply) {
         let front = self.pending.borrow_mut().pop_front();
-        let Some(Pending::InFlight { xid, started }) = front else {
+        let Some(Pending::InFlight {
+            xid,
+            started,
+            bytes,
+        }) = front
+        else {
             // The FIFO invariant is broken: never answer out of order; drop the client.
             warn!(
                 "connection {}: reply xid {} does not match its queue; closing",
@@ -140,8 +220,14 @@ impl Conn {
         };
         assert_eq!(xid, reply.xid, "pipeline replies follow request order");
         self.in_flight.set(self.in_flight.get() - 1);
+        self.request_bytes.set(self.request_bytes.get() - bytes);
         let closed = matches!(reply.outcome, WriteOutcome::SessionClosed);
-        encode_write_reply(&mut self.send_buf.borrow_mut(), &reply);
+        encode_write_reply(
+            self.send_buf
+                .borrow_mut()
+                .buf_for(limits::SMALL_REPLY_BYTES_HINT),
+            &reply,
+        );
         self.info.last_zxid.store(reply.zxid, Relaxed);
         self.finish_request(shard, started);
         if closed {
@@ -186,7 +272,11 @@ impl Conn {
                     body,
                 } if op::is_write(*op) => {
                     let (xid, op, started, body) = (*xid, *op, *started, body.clone());
-                    *entry = Pending::InFlight { xid, started };
+                    *entry = Pending::InFlight {
+                        xid,
+                        started,
+                        bytes: body.len(),
+                    };
                     drop(pending);
                     self.dispatch_write(shard, xid, op, body);
                     index += 1;
@@ -200,6 +290,7 @@ impl Conn {
                     shard.wait_for_version(self.id);
                     return;
                 }
+                Pending::Queued { .. } if !self.has_room(shard) => return,
                 Pending::Queued { .. } => {
                     let Some(Pending::Queued {
                         xid,
@@ -211,6 +302,8 @@ impl Conn {
                         unreachable!("front entry was just matched as queued")
                     };
                     drop(pending);
+                    self.request_bytes
+                        .set(self.request_bytes.get() - body.len());
                     self.run_local(shard, xid, op, &body, started);
                 }
             }
@@ -256,7 +349,16 @@ impl Conn {
     fn accept_frame(self: &Rc<Self>, shard: &Shard, frame: Bytes) -> Result<(), String> {
         let (header, _) =
             RequestHeader::split(&frame).map_err(|e| format!("bad request header: {e}"))?;
-        let body = frame.slice(8..);
+        // A small frame that has to wait (a write, or a read behind others)
+        // would pin its whole receive chunk: it gets its own copy.
+        let runs_now =
+            self.pending.borrow().is_empty() && !op::is_write(header.op) && !shard.is_behind();
+        let body = if runs_now || frame.len() >= limits::FRAME_SHARE_MIN_BYTES {
+            frame.slice(8..)
+        } else {
+            Bytes::copy_from_slice(&frame[8..])
+        };
+        drop(frame);
         shard.touch(self);
         stats::add(&self.info.received, 1);
         stats::add(&self.info.queued, 1);
@@ -275,8 +377,11 @@ impl Conn {
             started: Instant::now(),
             body,
         };
+        self.request_bytes
+            .set(self.request_bytes.get() + entry_bytes(&entry));
         self.pending.borrow_mut().push_back(entry);
         self.pump(shard);
+        self.recount(shard);
         Ok(())
     }
 
@@ -284,8 +389,15 @@ impl Conn {
     fn may_read(&self, shard: &Shard) -> bool {
         let per_conn = shard.cfg.outstanding_per_connection_max as usize;
         self.outstanding() < per_conn
-            && self.send_buf.borrow().len() < limits::SEND_BUFFER_HIGH_WATER_BYTES
-            && shard.outstanding.get() < shard.outstanding_max
+            && shard.may_take_request(self.outstanding())
+            && self.has_room(shard)
+    }
+}
+
+fn entry_bytes(entry: &Pending) -> usize {
+    match entry {
+        Pending::InFlight { bytes, .. } => *bytes,
+        Pending::Queued { body, .. } => body.len(),
     }
 }
 
@@ -466,7 +578,11 @@ async fn handshake(
         },
         None => ConnectResponse::expired(request.read_only),
     };
-    response.encode(&mut conn.send_buf.borrow_mut());
+    response.encode(
+        conn.send_buf
+            .borrow_mut()
+            .buf_for(limits::SMALL_REPLY_BYTES_HINT),
+    );
     let writer_task =
         glommio::spawn_local(write_loop(shard.clone(), conn.clone(), writer)).detach();
     if granted.is_none() {
@@ -539,8 +655,11 @@ async fn read_loop(
         if conn.closing.get() != Closing::Open {
             return Ok(());
         }
+        // Queued reads held back for lack of room run once there is room
+        // again (every wake-up of this task may be the one that made it).
+        conn.pump(shard);
         if !conn.may_read(shard) {
-            if shard.outstanding.get() >= shard.outstanding_max {
+            if !shard.may_take_request(conn.outstanding()) {
                 shard.block_reader(conn.id);
             }
             conn.reader_bell.wait().await;
@@ -548,10 +667,18 @@ async fn read_loop(
         }
         if let Some(frame) = next_frame(rbuf, shard.cfg.frame_bytes_max)? {
             conn.accept_frame(shard, frame)?;
+            if rbuf.is_empty() && rbuf.capacity() > limits::RECV_BUFFER_KEEP_BYTES {
+                // One large request must not keep its buffer for the life
+                // of the connection.
+                *rbuf = BytesMut::new();
+                conn.set_recv_bytes(0);
+            }
             continue;
         }
         let want = rbuf.len() + 1;
-        if !fill(reader, rbuf, want, Some(&conn.reader_bell)).await? {
+        let open = fill(reader, rbuf, want, Some(&conn.reader_bell)).await?;
+        conn.set_recv_bytes(rbuf.capacity());
+        if !open {
             debug!("connection {} closed by the client", conn.peer);
             return Ok(());
         }
@@ -560,22 +687,26 @@ async fn read_loop(
 
 /// Flushes the send buffer whenever it is rung; closes the socket when asked.
 async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
-    let mut spare: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        std::mem::swap(&mut spare, &mut *conn.send_buf.borrow_mut());
-        if !spare.is_empty() {
-            if spare.len() > limits::SEND_BUFFER_HARD_CAP_BYTES {
-                warn!(
-                    "connection {}: {} unsent bytes; the client is not reading, closing",
-                    conn.peer,
-                    spare.len()
-                );
-                conn.close_now();
-            } else if !write_or_abandon(&conn, &mut writer, &spare).await {
+        let mut chunks = conn.send_buf.borrow_mut().take();
+        if !chunks.is_empty() {
+            conn.writing_bytes
+                .set(chunks.iter().map(Vec::capacity).sum());
+            conn.recount(&shard);
+            let mut written = true;
+            // Chunk by chunk, each freed (or kept as the spare) once the
+            // socket took it: a draining client lowers what is held.
+            while let Some(chunk) = chunks.pop_front() {
+                written = written && write_or_abandon(&shard, &conn, &mut writer, &chunk).await;
+                conn.writing_bytes
+                    .set(conn.writing_bytes.get() - chunk.capacity());
+                conn.send_buf.borrow_mut().recycle(chunk);
+                conn.recount(&shard);
+            }
+            if !written {
                 conn.close_now();
             }
             let _ = writer.flush().await;
-            spare.clear();
             conn.reader_bell.ring();
             continue;
         }
@@ -589,29 +720,52 @@ async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
 }
 
 /// Writes `bytes`, unless the connection is closed meanwhile or the client,
-/// not reading, lets more pile up past the hard cap: against a peer whose
-/// TCP window stays shut the write would otherwise never return, nothing
-/// could close the connection, and its send buffer would grow without bound.
+/// not reading, lets the connection's holdings pile up past the ceiling, or
+/// past the hard cap for longer than its timeout: against a peer whose TCP
+/// window stays shut the write would otherwise never return, nothing could
+/// close the connection, and what it holds would grow without bound.
 /// False if the write failed or was abandoned.
-async fn write_or_abandon(conn: &Conn, writer: &mut Writer, bytes: &[u8]) -> bool {
+async fn write_or_abandon(shard: &Shard, conn: &Conn, writer: &mut Writer, bytes: &[u8]) -> bool {
     // Polled first: on a closing connection, what the socket takes at once
     // (a last reply) still goes out; the rest is dropped.
     let write = async { writer.write_all(bytes).await.is_ok() };
-    // Every append to the send buffer and every close rings the writer bell.
+    // Every append to the send buffer and every close rings the writer bell;
+    // while over the hard cap, a timer re-checks how long it has been.
     let abandon = async {
         loop {
             if conn.closing.get() == Closing::Now {
                 return false;
             }
-            let unsent_bytes = bytes.len() + conn.send_buf.borrow().len();
-            if unsent_bytes > limits::SEND_BUFFER_HARD_CAP_BYTES {
+            let held_bytes = conn.held_now();
+            if held_bytes > limits::CONN_HELD_BYTES_CEILING {
                 warn!(
-                    "connection {}: {unsent_bytes} unsent bytes; the client is not reading, closing",
-                    conn.peer
+                    "connection {}: holds {held_bytes} bytes, over the ceiling of {}; \
+                     the client is not reading, closing",
+                    conn.peer,
+                    limits::CONN_HELD_BYTES_CEILING
                 );
+                stats::add(&shard.stats.shards[shard.index].slow_clients_closed, 1);
                 return false;
             }
-            conn.writer_bell.wait().await;
+            let Some(since) = conn.over_hard_cap_since.get() else {
+                conn.writer_bell.wait().await;
+                continue;
+            };
+            if since.elapsed() >= limits::CONN_OVER_HARD_CAP_TIMEOUT {
+                warn!(
+                    "connection {}: held over {} bytes for {:?} ({held_bytes} now); \
+                     the client is not reading, closing",
+                    conn.peer,
+                    limits::CONN_HELD_BYTES_HARD_CAP,
+                    since.elapsed()
+                );
+                stats::add(&shard.stats.shards[shard.index].slow_clients_closed, 1);
+                return false;
+            }
+            futures_lite::future::or(conn.writer_bell.wait(), async {
+                glommio::timer::sleep(limits::CONN_STUCK_WRITE_CHECK).await;
+            })
+            .await;
         }
     };
     futures_lite::future::or(write, abandon).await
@@ -630,6 +784,7 @@ async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::
     }
     writer_task.await;
     release_pending(shard, conn);
+    shard.adjust_client_bytes(conn.held.replace(0), 0);
     shard.conns.borrow_mut().remove(&conn.id);
     shard.registry.remove(shard.index, conn.id);
     shard.watches.borrow_mut().remove_watcher(conn.id);
@@ -650,6 +805,7 @@ async fn finish(shard: &Rc<Shard>, conn: &Rc<Conn>, writer_task: glommio::task::
 fn release_pending(shard: &Shard, conn: &Conn) {
     let dropped = std::mem::take(&mut *conn.pending.borrow_mut());
     conn.in_flight.set(0);
+    conn.request_bytes.set(0);
     stats::sub(
         &shard.stats.shards[shard.index].outstanding,
         dropped.len() as u64,

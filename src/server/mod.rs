@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod reads;
 pub mod registry;
 pub mod replies;
+pub mod send_queue;
 pub mod shard;
 pub mod stats;
 
@@ -331,6 +332,7 @@ async fn run_shard(
         loop {
             glommio::timer::sleep(tick / 2).await;
             toucher.flush_touches();
+            toucher.release_freed_memory();
         }
     })
     .detach();

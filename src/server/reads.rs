@@ -39,7 +39,9 @@ pub fn execute_local(
 ) -> LocalOutcome {
     let version = shard.version.borrow();
     let zxid = version.last_zxid();
-    let mut out = conn.send_buf.borrow_mut();
+    let mut queue = conn.send_buf.borrow_mut();
+    // Large replies reserve their exact size as they are encoded.
+    let out = queue.buf_for(limits::SMALL_REPLY_BYTES_HINT);
     let request = match Request::decode(op_code, body) {
         Ok(r) => r,
         Err(e) => {
@@ -53,7 +55,7 @@ pub fn execute_local(
             } else {
                 ErrorCode::MarshallingError
             };
-            encode_error(&mut out, xid, zxid, code);
+            encode_error(out, xid, zxid, code);
             return LocalOutcome::CloseAfterFlush;
         }
     };
@@ -65,19 +67,19 @@ pub fn execute_local(
         zxid,
     };
     let result = match request {
-        Request::Auth { scheme, auth, .. } => return ctx.auth(&mut out, scheme, auth),
+        Request::Auth { scheme, auth, .. } => return ctx.auth(out, scheme, auth),
         Request::Sasl { .. } => {
             info!(
                 "connection {}: SASL is not configured; AUTHFAILED",
                 conn.peer
             );
-            encode_error(&mut out, xid, zxid, ErrorCode::AuthFailed);
+            encode_error(out, xid, zxid, ErrorCode::AuthFailed);
             return LocalOutcome::CloseAfterFlush;
         }
-        other => ctx.read(&mut out, other),
+        other => ctx.read(out, other),
     };
     if let Err(code) = result {
-        encode_error(&mut out, xid, zxid, code);
+        encode_error(out, xid, zxid, code);
     }
     LocalOutcome::Continue
 }

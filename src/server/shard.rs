@@ -43,6 +43,17 @@ pub struct Shard {
     /// drop. A set: a reader blocked again before a slot frees must not be
     /// listed twice (a list grew with every spurious wake-up).
     blocked_readers: RefCell<hashbrown::HashSet<u64>>,
+    /// This shard's share of the server-wide client buffer bound
+    /// (`ferrokeeper.maxClientBufferBytes`).
+    pub client_bytes_max: usize,
+    /// Bytes held for all of this shard's connections (the sum of what each
+    /// last counted, `Conn::recount`).
+    client_bytes: Cell<usize>,
+    /// Highest `client_bytes` since the allocator was last asked to return
+    /// freed memory.
+    client_bytes_peak: Cell<usize>,
+    /// Connections throttled while the shard is at its client buffer bound.
+    budget_blocked: RefCell<hashbrown::HashSet<u64>>,
     /// Newest zxid the pipeline has published to any shard.
     published_zxid: Arc<AtomicI64>,
     /// Connections whose next read waits for this shard to adopt
@@ -61,6 +72,7 @@ impl Shard {
     pub fn new(index: usize, cfg: Arc<Config>, shared: &SharedState) -> Self {
         let shards = cfg.shards() as u32;
         let outstanding_max = (cfg.global_outstanding_limit / shards).max(1);
+        let client_bytes_max = cfg.client_buffer_bytes() / shards as usize;
         Shard {
             index,
             cfg,
@@ -73,6 +85,10 @@ impl Shard {
             outstanding_max,
             outstanding: Cell::new(0),
             blocked_readers: RefCell::default(),
+            client_bytes_max,
+            client_bytes: Cell::new(0),
+            client_bytes_peak: Cell::new(0),
+            budget_blocked: RefCell::default(),
             published_zxid: shared.published_zxid.clone(),
             waiting_for_version: RefCell::default(),
             outbound: RefCell::new(VecDeque::new()),
@@ -125,6 +141,21 @@ impl Shard {
         }
     }
 
+    /// Once client buffers of at least `RELEASE_FREED_CLIENT_BYTES` have been
+    /// freed (slow readers gone), asks the allocator to return this thread's
+    /// free pages to the system now rather than keep them for reuse: mimalloc
+    /// otherwise purges only when this thread allocates again. Called every
+    /// half tick; costs a walk of this thread's (small) heap when it fires.
+    pub fn release_freed_memory(&self) {
+        let now = self.client_bytes.get();
+        if self.client_bytes_peak.get() - now >= crate::limits::RELEASE_FREED_CLIENT_BYTES {
+            self.client_bytes_peak.set(now);
+            // SAFETY: mi_collect has no preconditions; it only touches the
+            // calling thread's heap and the shared arenas under their locks.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+    }
+
     /// Reports the touched sessions to the pipeline (called every half tick).
     pub fn flush_touches(&self) {
         self.touch_epoch.set(self.touch_epoch.get() + 1);
@@ -145,9 +176,33 @@ impl Shard {
         true
     }
 
+    /// May a connection with `conn_outstanding` requests take another?
+    /// Not past the shard's budget; and once a quarter of it is taken, not
+    /// past a fair share of the rest, so connections whose requests wait
+    /// (reads held back for a client that does not read its replies) cannot
+    /// take every slot from the well-behaved: at most a quarter plus half
+    /// of the budget is ever held by connections over their share.
+    pub fn may_take_request(&self, conn_outstanding: usize) -> bool {
+        let taken = self.outstanding.get();
+        if taken >= self.outstanding_max {
+            return false;
+        }
+        if taken < self.outstanding_max / 4 {
+            return true;
+        }
+        let conns = self.conns.borrow().len().max(1);
+        let fair_share = (self.outstanding_max as usize / (2 * conns)).max(1);
+        conn_outstanding < fair_share
+    }
+
     pub fn release_outstanding(&self) {
         self.outstanding.set(self.outstanding.get() - 1);
-        let blocked = std::mem::take(&mut *self.blocked_readers.borrow_mut());
+        self.wake_readers(&self.blocked_readers);
+    }
+
+    /// Rings the reader of every connection in `set` and empties it.
+    fn wake_readers(&self, set: &RefCell<hashbrown::HashSet<u64>>) {
+        let blocked = std::mem::take(&mut *set.borrow_mut());
         if !blocked.is_empty() {
             let conns = self.conns.borrow();
             for id in blocked {
@@ -156,6 +211,40 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A connection's holdings went from `before` to `now` bytes.
+    pub fn adjust_client_bytes(&self, before: usize, now: usize) {
+        let total = self.client_bytes.get() - before + now;
+        self.client_bytes.set(total);
+        if total > self.client_bytes_peak.get() {
+            self.client_bytes_peak.set(total);
+        }
+        self.stats.shards[self.index]
+            .client_buffer_bytes
+            .store(total as u64, Relaxed);
+        if now < before && total < self.client_bytes_max {
+            self.wake_readers(&self.budget_blocked);
+        }
+    }
+
+    pub fn client_bytes(&self) -> usize {
+        self.client_bytes.get()
+    }
+
+    pub fn over_client_budget(&self) -> bool {
+        self.client_bytes.get() >= self.client_bytes_max
+    }
+
+    /// What a connection may hold while the shard is at its bound: the bound
+    /// shared evenly, and never less than `CLIENT_FAIR_SHARE_MIN_BYTES`.
+    pub fn client_fair_share(&self) -> usize {
+        let conns = self.conns.borrow().len().max(1);
+        (self.client_bytes_max / conns).max(crate::limits::CLIENT_FAIR_SHARE_MIN_BYTES)
+    }
+
+    pub fn block_on_client_budget(&self, conn_id: u64) {
+        self.budget_blocked.borrow_mut().insert(conn_id);
     }
 
     /// True if the pipeline has published a version this shard has not
@@ -210,6 +299,7 @@ impl Shard {
         }
         for conn in dirty {
             conn.dirty.set(false);
+            conn.recount(self);
             conn.writer_bell.ring();
         }
         self.publish_watch_count();

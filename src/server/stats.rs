@@ -35,6 +35,10 @@ pub struct ShardCounters {
     pub watching_connections: AtomicU64,
     pub session_count: AtomicU64,
     pub frames_rejected: AtomicU64,
+    /// Bytes held for the shard's clients (`Shard::client_bytes`).
+    pub client_buffer_bytes: AtomicU64,
+    /// Connections closed because their client stopped reading.
+    pub slow_clients_closed: AtomicU64,
 }
 
 pub struct ServerStats {
@@ -57,6 +61,8 @@ pub struct Totals {
     pub watched_paths: u64,
     pub watching_connections: u64,
     pub frames_rejected: u64,
+    pub client_buffer_bytes: u64,
+    pub slow_clients_closed: u64,
 }
 
 impl ServerStats {
@@ -101,6 +107,8 @@ impl ServerStats {
             t.watched_paths += c.watched_paths.load(Relaxed);
             t.watching_connections += c.watching_connections.load(Relaxed);
             t.frames_rejected += c.frames_rejected.load(Relaxed);
+            t.client_buffer_bytes += c.client_buffer_bytes.load(Relaxed);
+            t.slow_clients_closed += c.slow_clients_closed.load(Relaxed);
             t.latency_max_ms = t.latency_max_ms.max(c.latency_max_ms.load(Relaxed));
             t.latency_min_ms = t.latency_min_ms.min(c.latency_min_ms.load(Relaxed));
             lat_total += c.latency_total_ms.load(Relaxed);
