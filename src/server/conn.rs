@@ -380,8 +380,8 @@ impl Conn {
         self.request_bytes
             .set(self.request_bytes.get() + entry_bytes(&entry));
         self.pending.borrow_mut().push_back(entry);
+        // The reader's next `may_read` counts what this request added.
         self.pump(shard);
-        self.recount(shard);
         Ok(())
     }
 
@@ -687,8 +687,9 @@ async fn read_loop(
 
 /// Flushes the send buffer whenever it is rung; closes the socket when asked.
 async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, mut writer: Writer) {
+    let mut chunks = VecDeque::new();
     loop {
-        let mut chunks = conn.send_buf.borrow_mut().take();
+        conn.send_buf.borrow_mut().take_into(&mut chunks);
         if !chunks.is_empty() {
             conn.writing_bytes
                 .set(chunks.iter().map(Vec::capacity).sum());

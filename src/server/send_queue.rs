@@ -64,12 +64,20 @@ impl SendQueue {
             + self.spare.as_ref().map_or(0, Vec::capacity)
     }
 
-    /// Everything queued, oldest first; the queue is empty afterwards.
-    pub fn take(&mut self) -> VecDeque<Vec<u8>> {
+    /// Moves everything queued, oldest first, into `out` (which must be
+    /// empty: the two deques swap, so neither allocates per flush).
+    pub fn take_into(&mut self, out: &mut VecDeque<Vec<u8>>) {
+        debug_assert!(out.is_empty());
         self.sealed_bytes = 0;
-        let mut chunks = std::mem::take(&mut self.chunks);
-        chunks.retain(|c| !c.is_empty());
-        chunks
+        std::mem::swap(&mut self.chunks, out);
+        out.retain(|c| !c.is_empty());
+    }
+
+    #[cfg(test)]
+    fn take(&mut self) -> VecDeque<Vec<u8>> {
+        let mut out = VecDeque::new();
+        self.take_into(&mut out);
+        out
     }
 
     /// Gives back a chunk the writer has sent: kept as the spare if small.

@@ -202,6 +202,9 @@ impl Shard {
 
     /// Rings the reader of every connection in `set` and empties it.
     fn wake_readers(&self, set: &RefCell<hashbrown::HashSet<u64>>) {
+        if set.borrow().is_empty() {
+            return;
+        }
         let blocked = std::mem::take(&mut *set.borrow_mut());
         if !blocked.is_empty() {
             let conns = self.conns.borrow();
