@@ -199,15 +199,23 @@ def run_attack(
     latencies, errors = [], 0
     value = b"w" * 100
     deadline = time.monotonic() + duration_s
-    while time.monotonic() < deadline:
+    control_alive = True
+    while control_alive and time.monotonic() < deadline:
         for write in (True, False):
             started = time.perf_counter()
-            if write:
-                err = control.set_data(CONTROL_PATH, value)
-            else:
-                err = control.get_data(CONTROL_PATH)
+            try:
+                if write:
+                    err = control.set_data(CONTROL_PATH, value)
+                else:
+                    err = control.get_data(CONTROL_PATH)
+            except OSError:
+                # No answer within the socket timeout, or the connection was
+                # lost: the well-behaved client was not served.
+                err, control_alive = -1, False
             latencies.append(time.perf_counter() - started)
             errors += err != 0
+            if not control_alive:
+                break
 
     stopping.set()
     for sock in hostile:
@@ -224,7 +232,8 @@ def run_attack(
     after = rss_bytes(pid)
     settle_deadline = time.monotonic() + settle_s
     while time.monotonic() < settle_deadline:
-        control.get_data(CONTROL_PATH)
+        if control_alive:
+            control.get_data(CONTROL_PATH)  # activity, as a live server sees
         after = min(after, rss_bytes(pid))
         time.sleep(0.1)
     control.close()
