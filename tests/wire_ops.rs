@@ -553,8 +553,16 @@ async fn exists_and_get_data() {
         assert!(kids.contains(&"quota".to_string()), "{kids:?}");
         assert!(kids.contains(&"config".to_string()), "{kids:?}");
 
-        // Null data (buffer length -1) reads back as empty with dataLength 0.
+        // The built-in nodes hold empty data, not null: the data length on
+        // the wire is 0, not -1 (Curator's EnsembleTracker fails on null).
         let mut r = server().raw();
+        for path in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
+            let (_, rep) = r.get_data(path, false);
+            assert_eq!(rep.err, 0, "{path}");
+            assert_eq!(&rep.body[..4], &[0, 0, 0, 0], "{path}: data length 0");
+        }
+
+        // Null data (buffer length -1) reads back as empty with dataLength 0.
         let body = raw::Enc::new()
             .string("/ops_exists_null")
             .null_buffer()

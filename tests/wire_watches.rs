@@ -751,3 +751,24 @@ async fn set_watches_on_reconnect() {
     })
     .await;
 }
+
+/// addWatch is answered with ZooKeeper's `ErrorResponse` body (one int, 0): a
+/// 20-byte payload. The Java client deserializes that body and, without it,
+/// drops the connection at end of stream (Curator's CuratorCache then loops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_watch_reply_carries_an_error_response_body() {
+    common::bounded(30, async {
+        let s = server();
+        let mut w = s.raw();
+        for mode in [0, 1] {
+            let reply = w.req(op::ADD_WATCH, &raw::add_watch_body("/w_body", mode));
+            assert_eq!(reply.err, 0);
+            assert_eq!(
+                reply.body,
+                vec![0, 0, 0, 0],
+                "mode {mode}: ErrorResponse(0)"
+            );
+        }
+    })
+    .await;
+}

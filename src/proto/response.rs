@@ -166,6 +166,8 @@ pub enum Response<'a> {
     Strings(Vec<&'a str>),
     /// getAllChildrenNumber.
     Count(i32),
+    /// ZooKeeper's `ErrorResponse` record: one int (addWatch's reply body).
+    ErrorResponse(i32),
     /// whoAmI: vector<ClientInfo{authScheme, user}>.
     WhoAmI(Vec<(&'a str, &'a str)>),
     /// reconfig: the new config data and the config node's Stat.
@@ -205,7 +207,7 @@ impl Response<'_> {
                 }
                 put_multi_header(out, -1, true, -1);
             }
-            Response::Count(n) => put_i32(out, *n),
+            Response::Count(n) | Response::ErrorResponse(n) => put_i32(out, *n),
             Response::WhoAmI(infos) => {
                 put_i32(out, infos.len() as i32);
                 for (scheme, user) in infos {
@@ -357,6 +359,7 @@ pub fn decode_response(op_code: i32, body: &[u8]) -> Result<Response<'_>, Decode
         op::GET_EPHEMERALS => Response::Strings(r.string_vec()?),
         op::GET_ALL_CHILDREN_NUMBER => Response::Count(r.i32()?),
         op::WHO_AM_I => Response::WhoAmI(read_who_am_i(r)?),
+        op::ADD_WATCH => Response::ErrorResponse(r.i32()?),
         op::DELETE
         | op::PING
         | op::CHECK
@@ -365,7 +368,6 @@ pub fn decode_response(op_code: i32, body: &[u8]) -> Result<Response<'_>, Decode
         | op::AUTH
         | op::SET_WATCHES
         | op::SET_WATCHES2
-        | op::ADD_WATCH
         | op::CLOSE_SESSION => Response::Empty,
         other => return Err(DecodeError::UnknownOpcode(other)),
     })
@@ -453,6 +455,7 @@ mod tests {
             (op::MULTI_READ, Response::Multi(vec![])),
             (op::GET_EPHEMERALS, Response::Strings(vec!["/e1", "/e2"])),
             (op::GET_ALL_CHILDREN_NUMBER, Response::Count(17)),
+            (op::ADD_WATCH, Response::ErrorResponse(0)),
             (
                 op::WHO_AM_I,
                 Response::WhoAmI(vec![("ip", "127.0.0.1"), ("digest", "u")]),

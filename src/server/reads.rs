@@ -213,7 +213,10 @@ impl Ctx<'_> {
                     _ => return Err(ErrorCode::BadArguments),
                 };
                 self.watch(kind, path);
-                self.reply(out, &Response::Empty)
+                // ZooKeeper answers addWatch with an ErrorResponse(0) body
+                // (FinalRequestProcessor); the Java client reads it and drops
+                // the connection at end of stream without it.
+                self.reply(out, &Response::ErrorResponse(0))
             }
             Request::RemoveWatches { path, watcher_type } => {
                 validate_path(path)?;

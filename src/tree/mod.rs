@@ -85,7 +85,9 @@ impl Default for DataTree {
 impl DataTree {
     /// The tree of a fresh ZooKeeper: "/", "/zookeeper", "/zookeeper/quota"
     /// (all world:anyone ALL, zero stats) and "/zookeeper/config"
-    /// (world:anyone READ, aversion -1 as ZooKeeper's addConfigNode leaves it).
+    /// (world:anyone READ, aversion -1 as ZooKeeper's addConfigNode leaves it),
+    /// all with empty (not null) data: ZooKeeper's DataTree creates them with
+    /// `new byte[0]`, and clients such as Curator's EnsembleTracker fail on null.
     pub fn new() -> DataTree {
         let mut tree = DataTree {
             nodes: NodeMap::default(),
@@ -112,7 +114,7 @@ impl DataTree {
 
     fn insert_system_node(&mut self, node_path: &str, acl: Arc<[Acl]>, stat: Stat) {
         let node = Node {
-            data: None,
+            data: Some(Box::default()),
             stat,
             acl,
             children: node::Children::default(),
@@ -317,9 +319,14 @@ impl DataTree {
     ) -> Result<(), ErrorCode> {
         validate_path(node_path)?;
         let acl = self.acls.intern(acl);
-        let data = node_data(data);
+        let mut data = node_data(data);
         let new_len = data_len(&data) as i64;
         if is_built_in(node_path) {
+            // Snapshots of earlier Ferrokeeper versions held null here;
+            // ZooKeeper's /zookeeper nodes always have data (empty).
+            if data.is_none() && node_path != path::ROOT {
+                data = Some(Box::default());
+            }
             let node = self.node_mut(node_path).expect("built-in nodes exist");
             let old_len = data_len(&node.data) as i64;
             node.stat = Stat {
