@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
 # installs what the tests need (Apache ZooKeeper + zkCli.sh for the differential
-# and CLI tests, kazoo and pytest), then runs lint, unit, wire and compat tests.
+# and CLI tests, Apache Curator and a JDK for the Curator check, kazoo and
+# pytest), then runs lint, unit, wire and compat tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,10 @@ install_deps() {
   local need_apt=()
   command -v python3 >/dev/null || need_apt+=(python3)
   [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
-  command -v java >/dev/null || need_apt+=(default-jre-headless)
+  # A JDK (not only a JRE): the Curator check is a single-file Java source
+  # program, which `java` compiles in memory.
+  command -v javac >/dev/null || need_apt+=(default-jdk-headless)
+  [ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
   # Without kazoo/pytest, they go into a venv (Debian's Python refuses a
   # system-wide pip install), which needs pip and venv support.
   if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
