@@ -4,7 +4,7 @@
 //! crash tests, and can be ported to glommio's DMA files later.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -89,8 +89,15 @@ impl LogStore for FsLogStore {
         Ok(FileDevice { file })
     }
 
+    /// The bytes before the file's first hole: a preallocated segment's
+    /// unwritten tail reads as zeros, so it is neither read nor scanned
+    /// (a 64 MiB segment holding 17 MB of txns costs 17 MB at recovery).
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.dir.join(name))
+        let mut file = File::open(self.dir.join(name))?;
+        let data_bytes = data_end(&file)?;
+        let mut bytes = Vec::with_capacity(data_bytes as usize);
+        (&mut file).take(data_bytes).read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
@@ -220,3 +227,24 @@ impl io::Write for PacedWriter<'_> {
 /// Suffix of files being written by [`write_atomically`]; a leftover one is
 /// an interrupted write and is ignored (and removed at recovery).
 pub const TMP_SUFFIX: &str = ".tmp";
+
+/// Where the file's data ends: its first hole (ext4, xfs and tmpfs report
+/// preallocated, never-written extents as holes, also while their written
+/// part is only in the page cache), or its length where the filesystem
+/// cannot tell.
+fn data_end(file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    // SAFETY: lseek on a descriptor this function borrows open; it only
+    // moves the file offset, which is put back to the start for the read.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    // SAFETY: as above.
+    let rewound = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_SET) };
+    if rewound != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if hole < 0 {
+        len
+    } else {
+        (hole as u64).min(len)
+    })
+}
