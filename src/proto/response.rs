@@ -168,6 +168,8 @@ pub enum Response<'a> {
     Count(i32),
     /// ZooKeeper's `ErrorResponse` record: one int (addWatch's reply body).
     ErrorResponse(i32),
+    /// `SetSASLResponse`: the SASL server's token (null when SASL is off).
+    SaslToken(Option<&'a [u8]>),
     /// whoAmI: vector<ClientInfo{authScheme, user}>.
     WhoAmI(Vec<(&'a str, &'a str)>),
     /// reconfig: the new config data and the config node's Stat.
@@ -208,6 +210,7 @@ impl Response<'_> {
                 put_multi_header(out, -1, true, -1);
             }
             Response::Count(n) | Response::ErrorResponse(n) => put_i32(out, *n),
+            Response::SaslToken(token) => put_buffer(out, *token),
             Response::WhoAmI(infos) => {
                 put_i32(out, infos.len() as i32);
                 for (scheme, user) in infos {
@@ -221,6 +224,16 @@ impl Response<'_> {
 
 /// Appends a whole reply frame. A non-zero `err` means header only, as clients expect.
 pub fn encode_reply(out: &mut Vec<u8>, hdr: &ReplyHeader, body: &Response<'_>) {
+    if hdr.err == 0 {
+        encode_reply_with_body(out, hdr, body);
+    } else {
+        encode_reply_with_body(out, hdr, &Response::Empty);
+    }
+}
+
+/// A reply whose body is sent even with an error code (a failed multiRead
+/// keeps the results ZooKeeper had built).
+pub fn encode_reply_with_body(out: &mut Vec<u8>, hdr: &ReplyHeader, body: &Response<'_>) {
     if let Response::Data(Some(data), _) = body {
         // One allocation of the right size for a large node, not a doubling
         // of the whole send buffer when its stat is appended after the data.
@@ -228,9 +241,7 @@ pub fn encode_reply(out: &mut Vec<u8>, hdr: &ReplyHeader, body: &Response<'_>) {
     }
     let at = begin_frame(out);
     hdr.encode(out);
-    if hdr.err == 0 {
-        body.encode_body(out);
-    }
+    body.encode_body(out);
     end_frame(out, at);
 }
 
@@ -360,6 +371,7 @@ pub fn decode_response(op_code: i32, body: &[u8]) -> Result<Response<'_>, Decode
         op::GET_ALL_CHILDREN_NUMBER => Response::Count(r.i32()?),
         op::WHO_AM_I => Response::WhoAmI(read_who_am_i(r)?),
         op::ADD_WATCH => Response::ErrorResponse(r.i32()?),
+        op::SASL => Response::SaslToken(r.buffer()?),
         op::DELETE
         | op::PING
         | op::CHECK
@@ -456,6 +468,7 @@ mod tests {
             (op::GET_EPHEMERALS, Response::Strings(vec!["/e1", "/e2"])),
             (op::GET_ALL_CHILDREN_NUMBER, Response::Count(17)),
             (op::ADD_WATCH, Response::ErrorResponse(0)),
+            (op::SASL, Response::SaslToken(None)),
             (
                 op::WHO_AM_I,
                 Response::WhoAmI(vec![("ip", "127.0.0.1"), ("digest", "u")]),

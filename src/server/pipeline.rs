@@ -20,7 +20,7 @@ use super::log::{LogDone, LogRequest};
 use super::messages::*;
 use crate::config::Config;
 use crate::limits;
-use crate::proto::{ErrorCode, Request, SessionId, Zxid};
+use crate::proto::{CreateMode, ErrorCode, Request, SessionId, Zxid};
 use crate::session::{ConnRef, SessionTable};
 use crate::storage::OpenSessions;
 use crate::tree::acl::AuthInfo;
@@ -510,6 +510,11 @@ fn write_req<'a>(body: &Bytes, request: &'a Request<'a>) -> Option<WriteReq<'a>>
             ttl_ms: req.ttl_ms,
             kind: CreateKind::from_opcode(*op)?,
         }),
+        Request::Multi(ops) => WriteReq::Multi(
+            ops.iter()
+                .map(|op| multi_write_req(body, op))
+                .collect::<Option<_>>()?,
+        ),
         Request::Delete { path, version } => WriteReq::Delete {
             path,
             version: *version,
@@ -532,13 +537,24 @@ fn write_req<'a>(body: &Bytes, request: &'a Request<'a>) -> Option<WriteReq<'a>>
             path,
             version: *version,
         },
-        Request::Multi(ops) => WriteReq::Multi(
-            ops.iter()
-                .map(|op| write_req(body, op))
-                .collect::<Option<_>>()?,
-        ),
         _ => return None,
     })
+}
+
+/// A multi's op: as ZooKeeper's MultiOperationRecord rebuilds a create from
+/// its flags (`Op.create`), container and TTL flags make a container or TTL
+/// node whatever the op's code; other flags a plain create(2).
+fn multi_write_req<'a>(body: &Bytes, request: &'a Request<'a>) -> Option<WriteReq<'a>> {
+    let mut req = write_req(body, request)?;
+    if let WriteReq::Create(create) = &mut req {
+        create.kind = match CreateMode::from_flags(create.flags) {
+            Some(CreateMode::Container) => CreateKind::Container,
+            Some(mode) if mode.is_ttl() => CreateKind::Ttl,
+            _ if create.kind == CreateKind::Create2 => CreateKind::Create2,
+            _ => CreateKind::Create,
+        };
+    }
+    Some(req)
 }
 
 fn txn_size_estimate(op: &TxnOp) -> usize {

@@ -13,14 +13,13 @@ use super::shard::Shard;
 use super::stats;
 use crate::limits;
 use crate::proto::response::{
-    encode_children, encode_error, encode_reply, encode_watch_event, MultiResult, ReplyHeader,
-    Response,
+    encode_children, encode_error, encode_reply, encode_reply_with_body, encode_watch_event,
+    MultiResult, ReplyHeader, Response,
 };
 use crate::proto::{
-    add_watch_mode, keeper_state, perms, xid, Acl, ErrorCode, EventType, Id, Request,
+    add_watch_mode, keeper_state, perms, watcher_type, xid, Acl, ErrorCode, EventType, Id, Request,
 };
-use crate::tree::acl::{check_acl, SCHEME_DIGEST};
-use crate::tree::path::validate_path;
+use crate::tree::acl::{check_acl, java_host_address, SCHEME_DIGEST, SCHEME_IP};
 use crate::tree::{DataTree, Node};
 use crate::watch::WatchKind;
 
@@ -44,19 +43,25 @@ pub fn execute_local(
     let out = queue.buf_for(limits::SMALL_REPLY_BYTES_HINT);
     let request = match Request::decode(op_code, body) {
         Ok(r) => r,
-        Err(e) => {
-            // ZooKeeper answers an unknown or undecodable request and drops the client.
+        Err(crate::proto::jute::DecodeError::UnknownOpcode(_)) => {
+            // ZooKeeper's UnimplementedRequestProcessor answers with the
+            // request's zxid, which is unset (-1), and drops the client.
             warn!(
-                "connection {}: undecodable request op {op_code}: {e}; closing",
+                "connection {}: unknown request op {op_code}; closing",
                 conn.peer
             );
-            let code = if matches!(e, crate::proto::jute::DecodeError::UnknownOpcode(_)) {
-                ErrorCode::Unimplemented
-            } else {
-                ErrorCode::MarshallingError
-            };
-            encode_error(out, xid, zxid, code);
+            encode_error(out, xid, -1, ErrorCode::Unimplemented);
             return LocalOutcome::CloseAfterFlush;
+        }
+        Err(e) => {
+            // FinalRequestProcessor answers MARSHALLINGERROR and keeps the
+            // connection (the frame itself was well formed).
+            info!(
+                "connection {}: undecodable request op {op_code}: {e}",
+                conn.peer
+            );
+            encode_error(out, xid, zxid, ErrorCode::MarshallingError);
+            return LocalOutcome::Continue;
         }
     };
     let ctx = Ctx {
@@ -69,12 +74,16 @@ pub fn execute_local(
     let result = match request {
         Request::Auth { scheme, auth, .. } => return ctx.auth(out, scheme, auth),
         Request::Sasl { .. } => {
-            info!(
-                "connection {}: SASL is not configured; AUTHFAILED",
-                conn.peer
-            );
-            encode_error(out, xid, zxid, ErrorCode::AuthFailed);
-            return LocalOutcome::CloseAfterFlush;
+            // Without SASL configured ZooKeeper's processSasl fails to find a
+            // SASL server and still answers OK with a null token, zxid 0.
+            info!("connection {}: SASL is not configured", conn.peer);
+            let header = ReplyHeader {
+                xid,
+                zxid: 0,
+                err: 0,
+            };
+            encode_reply(out, &header, &Response::SaslToken(None));
+            return LocalOutcome::Continue;
         }
         other => ctx.read(out, other),
     };
@@ -205,12 +214,14 @@ impl Ctx<'_> {
                 relative_zxid,
                 [&data, &exist, &child, &persistent, &persistent_recursive],
             ),
+            // ZooKeeper validates none of the watch requests' paths; an unknown
+            // mode or watcher type is an exception in the record's decoding
+            // (WatcherMode.fromZooDef, WatcherType.fromInt): MARSHALLINGERROR.
             Request::AddWatch { path, mode } => {
-                validate_path(path)?;
                 let kind = match mode {
                     add_watch_mode::PERSISTENT => WatchKind::Persistent,
                     add_watch_mode::PERSISTENT_RECURSIVE => WatchKind::Recursive,
-                    _ => return Err(ErrorCode::BadArguments),
+                    _ => return Err(ErrorCode::MarshallingError),
                 };
                 self.watch(kind, path);
                 // ZooKeeper answers addWatch with an ErrorResponse(0) body
@@ -219,7 +230,7 @@ impl Ctx<'_> {
                 self.reply(out, &Response::ErrorResponse(0))
             }
             Request::RemoveWatches { path, watcher_type } => {
-                validate_path(path)?;
+                known_watcher_type(watcher_type)?;
                 let removed =
                     self.shard
                         .watches
@@ -233,7 +244,7 @@ impl Ctx<'_> {
                 }
             }
             Request::CheckWatches { path, watcher_type } => {
-                validate_path(path)?;
+                known_watcher_type(watcher_type)?;
                 if self
                     .shard
                     .watches
@@ -267,6 +278,10 @@ impl Ctx<'_> {
     }
 
     fn exists(&self, out: &mut Vec<u8>, path: &str, watch: bool) -> Reply {
+        // The one read whose path ZooKeeper checks (FinalRequestProcessor).
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
         match self.version.get(path) {
             Some(node) => {
                 // ZooKeeper 3.9.2+ checks READ on exists.
@@ -303,8 +318,17 @@ impl Ctx<'_> {
     /// for a reply of gigabytes: past `MULTI_READ_REPLY_BYTES_MAX` the
     /// connection is closed instead of the reply being built.
     fn multi_read(&self, out: &mut Vec<u8>, ops: &[Request<'_>]) -> Reply {
-        let results: Vec<MultiResult<'_>> =
-            ops.iter().map(|req| self.multi_read_one(req)).collect();
+        // ZooKeeper answers the reads up to the first op that is not one, then
+        // fails the request with MARSHALLINGERROR, keeping those results in
+        // the reply's body (FinalRequestProcessor builds the response first).
+        let reads = ops
+            .iter()
+            .take_while(|req| matches!(req, Request::GetData { .. } | Request::GetChildren { .. }))
+            .count();
+        let results: Vec<MultiResult<'_>> = ops[..reads]
+            .iter()
+            .map(|req| self.multi_read_one(req))
+            .collect();
         let reply_bytes: usize = results.iter().map(multi_result_bytes).sum();
         if reply_bytes > limits::MULTI_READ_REPLY_BYTES_MAX {
             warn!(
@@ -313,6 +337,14 @@ impl Ctx<'_> {
                 limits::MULTI_READ_REPLY_BYTES_MAX
             );
             self.conn.close_now();
+            return Ok(());
+        }
+        if reads < ops.len() {
+            let header = ReplyHeader {
+                err: ErrorCode::MarshallingError.code(),
+                ..self.header()
+            };
+            encode_reply_with_body(out, &header, &Response::Multi(results));
             return Ok(());
         }
         self.reply(out, &Response::Multi(results))
@@ -343,34 +375,30 @@ impl Ctx<'_> {
     fn set_watches(&self, out: &mut Vec<u8>, relative_zxid: i64, lists: [&Vec<&str>; 5]) -> Reply {
         let [data, exist, child, persistent, recursive] = lists;
         // The send buffer is `out` (already borrowed): events go straight into it,
-        // ahead of the reply.
-        let auth = self.conn.auth.borrow().clone();
-        let mut fire = |event: EventType, path: &str, node: Option<&Node>| {
-            if node.is_none_or(|n| check_acl(&n.acl, perms::READ, &auth)) {
-                encode_watch_event(out, self.zxid, event, keeper_state::SYNC_CONNECTED, path);
-                stats::add(&self.conn.info.sent, 1);
-            }
+        // ahead of the reply. As in ZooKeeper's DataTree.setWatches, they carry
+        // no zxid (-1) and no READ check (the client watched the path before).
+        let mut fire = |event: EventType, path: &str| {
+            encode_watch_event(out, NO_ZXID, event, keeper_state::SYNC_CONNECTED, path);
+            stats::add(&self.conn.info.sent, 1);
         };
         for &path in data {
             match self.version.get(path) {
-                None => fire(EventType::NodeDeleted, path, None),
-                Some(n) if n.stat.mzxid > relative_zxid => {
-                    fire(EventType::NodeDataChanged, path, Some(n))
-                }
+                None => fire(EventType::NodeDeleted, path),
+                Some(n) if n.stat.mzxid > relative_zxid => fire(EventType::NodeDataChanged, path),
                 Some(_) => self.watch(WatchKind::Data, path),
             }
         }
         for &path in exist {
             match self.version.get(path) {
-                Some(n) => fire(EventType::NodeCreated, path, Some(n)),
+                Some(_) => fire(EventType::NodeCreated, path),
                 None => self.watch(WatchKind::Data, path),
             }
         }
         for &path in child {
             match self.version.get(path) {
-                None => fire(EventType::NodeDeleted, path, None),
+                None => fire(EventType::NodeDeleted, path),
                 Some(n) if n.stat.pzxid > relative_zxid => {
-                    fire(EventType::NodeChildrenChanged, path, Some(n))
+                    fire(EventType::NodeChildrenChanged, path)
                 }
                 Some(_) => self.watch(WatchKind::Child, path),
             }
@@ -395,6 +423,15 @@ impl Ctx<'_> {
             err: err.code(),
         };
         match scheme {
+            // ZooKeeper always registers its ip provider: it authenticates
+            // the peer's address, which the connection has as an id already.
+            SCHEME_IP => {
+                let mut info = (**self.conn.auth.borrow()).clone();
+                info.add_id(Id::new(SCHEME_IP, &java_host_address(self.conn.peer.ip())));
+                *self.conn.auth.borrow_mut() = Arc::new(info);
+                encode_reply(out, &header(ErrorCode::Ok), &Response::Empty);
+                LocalOutcome::Continue
+            }
             // ZooKeeper's digest provider accepts any credentials: they only
             // decide which digest id the session gets.
             SCHEME_DIGEST => {
@@ -425,6 +462,17 @@ impl Ctx<'_> {
                 LocalOutcome::CloseAfterFlush
             }
         }
+    }
+}
+
+/// A watch event that no txn caused (setWatches) carries this zxid.
+const NO_ZXID: i64 = -1;
+
+fn known_watcher_type(watcher_type: i32) -> Result<(), ErrorCode> {
+    if (watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&watcher_type) {
+        Ok(())
+    } else {
+        Err(ErrorCode::MarshallingError)
     }
 }
 

@@ -264,20 +264,28 @@ impl Shard {
         self.blocked_readers.borrow_mut().insert(conn_id);
     }
 
-    /// Applies one commit notice in the order the ordering rules need.
+    /// Applies one commit notice in the order the ordering rules need:
+    /// txn by txn, as ZooKeeper's FinalRequestProcessor does, a txn's events
+    /// go out before its reply and after the replies of earlier txns (a
+    /// failed write's reply carries the zxid it was decided at).
     pub fn on_commit(&self, notice: CommitNotice) {
         let mut dirty: Vec<Rc<Conn>> = Vec::new();
         *self.version.borrow_mut() = notice.version;
-        self.fire_events(&notice.events, &mut dirty);
         self.stats.shards[self.index]
             .session_count
             .store(notice.session_count as u64, Relaxed);
+        let events = &notice.events[..];
+        let mut fired = 0;
         for reply in notice.replies {
+            let due = fired + events[fired..].partition_point(|(zxid, _)| *zxid <= reply.zxid);
+            self.fire_events(&events[fired..due], &mut dirty);
+            fired = due;
             if let Some(conn) = self.conn(reply.conn_id) {
                 conn.on_write_reply(self, reply);
                 mark_dirty(&mut dirty, conn);
             }
         }
+        self.fire_events(&events[fired..], &mut dirty);
         let waiting = std::mem::take(&mut *self.waiting_for_version.borrow_mut());
         for conn_id in waiting {
             if let Some(conn) = self.conn(conn_id) {
