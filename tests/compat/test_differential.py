@@ -1,17 +1,36 @@
 """Differential test: the same seeded random operations against Apache ZooKeeper and B.
 
 Server A is always Apache ZooKeeper 3.8; server B is Ferrokeeper unless DIFF_B=apache
-(an Apache-vs-Apache run proves the harness itself is deterministic).  Both are started
-here, independently of COMPAT_TARGET, fresh for this module, with the same zoo.cfg.
+(an Apache-vs-Apache run proves the harness itself, masking included, is deterministic).
+Both are started here, independently of COMPAT_TARGET, fresh for this module, with the
+same zoo.cfg.
 
 For every seed the generator produces DIFF_OPS operations; each is executed on A and
 then on B (lockstep) through kazoo, by one of three clients per server (anonymous,
-digest alice, digest bob).  Each result is normalized -- exception class name, or
-paths / data / sorted children / ACLs / stat fields without times and zxids, the
-ephemeralOwner mapped to "none" or the owning client's session label -- and appended
-to a transcript.  The first op whose normalized results differ fails the test and is
-printed with both results and the ops leading to it; both transcripts are written to
-files as well.
+digest alice, digest bob).  Every op is compared twice:
+
+* decoded: its result normalized -- exception class name, or paths / data / sorted
+  children / ACLs / stat fields without times and zxids, the ephemeralOwner mapped to
+  "none" or the owning client's session label (readable, and what the generator
+  learns from);
+* byte for byte: every frame the op made a server send (the reply, the auth reply, and
+  for a reconnect the old session's close reply, the new ConnectResponse and its auth
+  replies), captured raw from kazoo's connection reader (``Capture``: kazoo's own
+  deserializers are lenient -- trailing bytes, -1 versus 0 lengths -- so a body-length
+  mismatch would slip through the decoded comparison).  Frames are masked structurally
+  (each reply decoded by zkwire with the layout of the request it answers) in only what
+  must differ between two servers, the way test_byte_exact.py does: zxids (reply header,
+  Stat czxid/mzxid/pzxid) become ``ZXID`` + their ordinal within the record (0 and -1
+  kept), ctime/mtime ``TIME`` (0 kept), session ids and ephemeralOwners of the run's
+  sessions ``SESS`` + the owning client's label, a non-zero ConnectResponse password
+  ``PASSWD``; children vectors (a Java HashSet in ZooKeeper) are sorted.  Everything
+  else must match: lengths, null versus empty, error codes, xids, every Stat field.
+  Pings (kazoo sends them on its own schedule) are left out.
+
+The first op whose results or masked frames differ fails the test, printed with both
+results, the differing frames in hex with the first differing byte offset and the field
+there, and the ops leading to it; both transcripts (with the masked frames) are written
+to files as well.
 
 Requests are sent with kazoo's own request records through KazooClient._call so that
 paths reach the server verbatim (kazoo's public API normalizes "a", "/a/" or "/a//b"
@@ -26,14 +45,18 @@ Kept out on purpose (nondeterministic or known 3.8/3.9 differences):
     check interval is set to 10 minutes, far beyond the run;
   * create requests with a create mode the opcode does not support (Apache 3.8 may
     crash or create odd nodes), and successful creates at the top level (the root's
-    stat is never compared; only "/" and "/zookeeper" themselves are hit, with errors).
+    stat is never compared; only "/" and "/zookeeper" themselves are hit, with errors);
+  * create2 inside a multi (3.9 answers it with a Create2Response, 3.8 with a
+    CreateResponse, ZOOKEEPER-4026): multis create with opcode create only.
 
 Worth knowing when reading a transcript: Apache reports ephemeralOwner 0 ("none") for
 container and TTL nodes -- the special owner values are internal to the server.
 
 Environment: DIFF_SEEDS (default "1,2,3"), DIFF_OPS (default 300), DIFF_B
 (ferrokeeper|apache, default ferrokeeper), DIFF_B_CFG ("key=value;key=value" extra
-zoo.cfg lines for B only, e.g. to prove a real difference is caught).
+zoo.cfg lines for B only, e.g. to prove a real difference is caught:
+`DIFF_B_CFG="maxSessionTimeout=8000"` fails at the first reconnect, byte level only,
+at the ConnectResponse's timeOut).
 """
 
 from __future__ import annotations
@@ -42,13 +65,17 @@ import hashlib
 import json
 import os
 import random
+import struct
 import time
 from collections import namedtuple
+from dataclasses import dataclass, field
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.protocol.connection import PING_XID
 from kazoo.protocol.serialization import (
     CheckVersion,
+    Connect,
     Create,
     Create2,
     Delete,
@@ -71,6 +98,23 @@ from kazoo.protocol.serialization import (
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import ZnodeStat
 from kazoo.security import ACL, Id, make_digest_acl
+
+from zkwire import (
+    LEN,
+    OP_NAMES,
+    OWNER,
+    PASSWD,
+    SESSION,
+    TIME,
+    UNORDERED,
+    ZXID,
+    Xid,
+    decode_connect_response,
+    decode_reply,
+    p_int,
+    reply_header,
+)
+from zkwire import describe as describe_fields
 
 SEEDS = [int(s) for s in os.environ.get("DIFF_SEEDS", "1,2,3").split(",") if s.strip()]
 OPS = int(os.environ.get("DIFF_OPS", "300"))
@@ -176,10 +220,141 @@ ACL_CHOICES = [
 ]
 
 # --------------------------------------------------------------------------------------
-# One server with its clients
+# Raw frames: what each server sent, captured from kazoo's connection reader
 # --------------------------------------------------------------------------------------
 
 OWNER_MASK = (1 << 64) - 1
+CONNECT = "connect"  # pseudo-opcode of a ConnectResponse frame
+
+
+class _RecordingConnect:
+    """Stands in for kazoo's Connect record in ConnectionHandler._invoke: serializes the
+    same bytes and hands the raw ConnectResponse to the capture before kazoo decodes it."""
+
+    type = None
+
+    def __init__(self, capture, connect):
+        self.capture = capture
+        self.connect = connect
+
+    def serialize(self):
+        return self.connect.serialize()
+
+    def deserialize(self, payload, offset):
+        self.capture.record(CONNECT, int_struct.pack(len(payload)) + bytes(payload))
+        return self.connect.deserialize(payload, offset)
+
+    def __repr__(self):
+        return repr(self.connect)
+
+
+class Capture:
+    """Every frame one KazooClient's connection reads, whole (length prefix included),
+    with the opcode of the request it answers, pings left out.
+
+    kazoo reads a reply as one ConnectionHandler._read_header call (4-byte length, then
+    the payload) and a ConnectResponse through _invoke; the opcode comes from _submit,
+    which sees every request with its xid.  The hooks are instance attributes installed
+    before the client starts, so nothing of kazoo's own behaviour changes.  Frames are
+    appended by kazoo's connection thread before it completes the request's async
+    result, so after result.get() the reply is here."""
+
+    def __init__(self, label: str, client: KazooClient):
+        self.label = label
+        self.frames: list[tuple[object, bytes]] = []
+        self.cursor = 0  # frames before it were handed out by take()
+        self.closed = False
+        self.xid_ops: dict[int, int] = {}
+        conn = client._connection
+        submit, read_header, invoke = conn._submit, conn._read_header, conn._invoke
+
+        def hooked_submit(request, timeout, xid=None):
+            if xid:
+                self.xid_ops[xid] = request.type
+            return submit(request, timeout, xid)
+
+        def hooked_read_header(timeout):
+            header, payload, offset = read_header(timeout)
+            if header.xid != PING_XID:
+                op = self.xid_ops.get(header.xid)
+                self.record(op, int_struct.pack(len(payload)) + bytes(payload))
+            return header, payload, offset
+
+        def hooked_invoke(timeout, request, xid=None):
+            if isinstance(request, Connect):
+                request = _RecordingConnect(self, request)
+            return invoke(timeout, request, xid)
+
+        conn._submit = hooked_submit
+        conn._read_header = hooked_read_header
+        conn._invoke = hooked_invoke
+
+    def record(self, op, frame: bytes) -> None:
+        self.frames.append((op, frame))
+
+    def take(self) -> list[tuple[object, bytes]]:
+        out = self.frames[self.cursor :]
+        self.cursor += len(out)
+        return out
+
+
+ZXID_PH, TIME_PH, SESS_PH = b"ZXID", b"TIME", b"SESS"
+PASSWD_PH = b"PASSWD--PASSWD--"
+
+
+def decode_frame(frame: bytes, op) -> list:
+    return decode_connect_response(frame) if op == CONNECT else decode_reply(frame, op)
+
+
+def mask_frame(frame: bytes, op, session_code) -> bytes:
+    """The frame with only what must differ between two servers replaced (same length):
+    zxids by ZXID + ordinal within their record (0 and -1 kept), times by TIME (0 kept),
+    session ids / ephemeralOwners of the run's sessions by SESS + session_code(id) (other
+    owners kept), a non-zero password by PASSWD; unordered vectors sorted."""
+    out = bytearray(frame)
+    ordinals: dict = {}
+    for f in decode_frame(frame, op):
+        if f.kind in (ZXID, TIME):
+            if f.value in (0, -1):
+                continue
+            group = f.name.rsplit(".", 1)[0]
+            table = ordinals.setdefault((group, f.kind), {})
+            idx = table.setdefault(f.value, len(table)) if f.kind == ZXID else 0
+            out[f.start : f.end] = (ZXID_PH if f.kind == ZXID else TIME_PH) + p_int(idx)
+        elif f.kind in (SESSION, OWNER):
+            code = session_code(f.value)
+            if code is not None:
+                out[f.start : f.end] = SESS_PH + p_int(code)
+        elif f.kind == PASSWD:
+            if any(f.value):
+                out[f.start : f.end] = PASSWD_PH[: f.end - f.start].ljust(f.end - f.start, b"-")
+        elif f.kind == UNORDERED:
+            out[f.start : f.end] = b"".join(sorted(f.value[1]))
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame of an op: connection label, request opcode, masked bytes (what
+    is compared) and the raw bytes (for descriptions only)."""
+
+    conn: str
+    op: object
+    masked: bytes
+    raw: bytes = field(compare=False, repr=False)
+
+
+def opname(op) -> str:
+    if op == CONNECT:
+        return "connectResponse"
+    if op is None:
+        return "unknown request"
+    return OP_NAMES.get(op, str(op))
+
+
+# --------------------------------------------------------------------------------------
+# One server with its clients
+# --------------------------------------------------------------------------------------
 
 
 class Side:
@@ -189,20 +364,27 @@ class Side:
         self.clients: list[KazooClient | None] = [None] * N_CLIENTS
         self.generation = [0] * N_CLIENTS
         self.session_labels: dict[int, str] = {}
+        self.captures: list[Capture] = []
 
     def open_client(self, k: int) -> None:
+        label = f"c{k}.{self.generation[k] + 1}"
         client = KazooClient(hosts=self.server.hosts, timeout=10.0)
+        self.captures.append(Capture(label, client))
         client.start(timeout=15)
         for cred in CLIENT_AUTH[k]:
             client.add_auth("digest", cred)
         self.generation[k] += 1
-        self.session_labels[client.client_id[0] & OWNER_MASK] = f"c{k}.{self.generation[k]}"
+        self.session_labels[client.client_id[0] & OWNER_MASK] = label
         self.clients[k] = client
 
     def close_client(self, k: int) -> None:
         client = self.clients[k]
         self.clients[k] = None
         if client is not None:
+            label = f"c{k}.{self.generation[k]}"
+            for capture in self.captures:
+                if capture.label == label:
+                    capture.closed = True  # stop() returns once the close reply was read
             try:
                 client.stop()
             finally:
@@ -217,6 +399,26 @@ class Side:
         result = client.handler.async_result()
         client._call(request, result)
         return result.get(timeout=OP_TIMEOUT)
+
+    # -- raw frames ------------------------------------------------------------------
+    def session_code(self, raw: int):
+        """A session's placeholder number: the same client label gives the same number on
+        both sides (c<k>.<generation> -> (k + 1) << 16 | generation)."""
+        label = self.session_labels.get(raw & OWNER_MASK)
+        if label is None:
+            return None
+        k, gen = label[1:].split(".")
+        return (int(k) + 1) << 16 | int(gen)
+
+    def take_frames(self) -> list[Frame]:
+        """The frames every connection received since the last call, masked, connection
+        by connection in the order the clients were opened; closed ones are dropped."""
+        out = []
+        for capture in self.captures:
+            for op, raw in capture.take():
+                out.append(Frame(capture.label, op, mask_frame(raw, op, self.session_code), raw))
+        self.captures = [c for c in self.captures if not c.closed]
+        return out
 
     # -- normalization ---------------------------------------------------------------
     def owner(self, raw: int) -> str:
@@ -688,6 +890,23 @@ ACL_ZONE_OPS = [
 # --------------------------------------------------------------------------------------
 
 
+@dataclass
+class Entry:
+    """One op of a transcript: its description, its normalized (decoded) result and the
+    frames it made the server send (compared masked)."""
+
+    desc: str
+    result: object
+    frames: list = field(default_factory=list)  # [Frame]
+
+    def as_json(self) -> dict:
+        return {
+            "op": self.desc,
+            "result": self.result,
+            "frames": [[f.conn, opname(f.op), f.masked.hex()] for f in self.frames],
+        }
+
+
 def first_difference(transcript_a, transcript_b):
     """Index of the first differing entry (or of the extra one), or None if identical."""
     for i, (a, b) in enumerate(zip(transcript_a, transcript_b)):
@@ -698,41 +917,162 @@ def first_difference(transcript_a, transcript_b):
     return None
 
 
+def _hex(b: bytes, around: int | None = None, limit: int = 160) -> str:
+    """Hex of a frame; a long one as its first 48 bytes and a window around `around`."""
+    if len(b) <= limit:
+        return b.hex()
+    head = b[:48].hex()
+    if around is None or around < 48 + 16:
+        return f"{head}...({len(b)} bytes)"
+    lo = max(48, around - 16)
+    return f"{head}...[@{lo}]{b[lo : around + 48].hex()}...({len(b)} bytes)"
+
+
+def _field_at(frame: Frame, offset: int) -> str:
+    if offset >= len(frame.raw):
+        return "past the end"
+    for f in decode_frame(frame.raw, frame.op):
+        if f.start <= offset < f.end:
+            return f.name
+    return "?"
+
+
+def _describe_frame(frame: Frame, limit: int = 600) -> str:
+    text = describe_fields(decode_frame(frame.raw, frame.op))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _short(frames) -> str:
+    if not frames:
+        return "no frames"
+    return ", ".join(f"{f.conn} {opname(f.op)} {len(f.masked)}B" for f in frames)
+
+
+def frame_differences(frames_a, frames_b, label_a="A", label_b="B") -> list[str]:
+    """Lines describing how two ops' masked frames differ, position by position."""
+    lines = []
+    if [(f.conn, f.op) for f in frames_a] != [(f.conn, f.op) for f in frames_b]:
+        lines.append(f"  frames {label_a}: {_short(frames_a)}")
+        lines.append(f"  frames {label_b}: {_short(frames_b)}")
+    for n in range(max(len(frames_a), len(frames_b))):
+        fa = frames_a[n] if n < len(frames_a) else None
+        fb = frames_b[n] if n < len(frames_b) else None
+        if fa == fb:
+            continue
+        if fa is None or fb is None:
+            who, f = (label_b, fb) if fa is None else (label_a, fa)
+            lines.append(f"  frame {n} ({f.conn}, {opname(f.op)}): only {who} sends it")
+            lines.append(f"    {who}: {_hex(f.masked)}\n      = {_describe_frame(f)}")
+            continue
+        a, b = fa.masked, fb.masked
+        off = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), min(len(a), len(b)))
+        where = _field_at(fa, off) if off < len(a) else _field_at(fb, off)
+        lines.append(
+            f"  frame {n} ({fa.conn}, {opname(fa.op)}): first difference at byte {off} ({where});"
+            f" lengths {len(a)} vs {len(b)}"
+        )
+        lines.append(f"    {label_a}: {_hex(a, off)}\n      = {_describe_frame(fa)}")
+        lines.append(f"    {label_b}: {_hex(b, off)}\n      = {_describe_frame(fb)}")
+    return lines
+
+
 def assert_same_transcripts(
     transcript_a, transcript_b, label_a="A", label_b="B", context=8, files=""
 ):
-    """Entries are (description, normalized result); fail loudly at the first difference."""
+    """Entries are Entry records; fail loudly at the first difference."""
     i = first_difference(transcript_a, transcript_b)
     if i is None:
         return
+    missing = Entry("(no op)", "(missing)")
+    a = transcript_a[i] if i < len(transcript_a) else missing
+    b = transcript_b[i] if i < len(transcript_b) else missing
+    level = "decoded results differ" if a.result != b.result else "byte level, decoded results equal"
     lines = [
-        f"transcripts differ at op #{i} {files}".rstrip(),
+        f"transcripts differ at op #{i} ({level}) {files}".rstrip(),
         "preceding ops (identical on both):",
     ]
     for j in range(max(0, i - context), i):
-        desc, result = transcript_a[j]
-        lines.append(f"  #{j} {desc} -> {json.dumps(result, ensure_ascii=False)}")
-    a = transcript_a[i] if i < len(transcript_a) else ("(no op)", "(missing)")
-    b = transcript_b[i] if i < len(transcript_b) else ("(no op)", "(missing)")
+        e = transcript_a[j]
+        lines.append(f"  #{j} {e.desc} -> {json.dumps(e.result, ensure_ascii=False)}  [{_short(e.frames)}]")
     lines.append(f"first differing op #{i}:")
-    lines.append(f"  {label_a}: {a[0]}\n      -> {json.dumps(a[1], ensure_ascii=False)}")
-    lines.append(f"  {label_b}: {b[0]}\n      -> {json.dumps(b[1], ensure_ascii=False)}")
+    lines.append(f"  {label_a}: {a.desc}\n      -> {json.dumps(a.result, ensure_ascii=False)}")
+    lines.append(f"  {label_b}: {b.desc}\n      -> {json.dumps(b.result, ensure_ascii=False)}")
+    if a.frames != b.frames:
+        lines.append(
+            "masked frames of the op (ZXID/TIME/SESS/PASSWD placeholders, children sorted;"
+            " '=' lines decode the unmasked frame):"
+        )
+        lines += frame_differences(a.frames, b.frames, label_a, label_b)
     raise AssertionError("\n".join(lines))
+
+
+def _test_frame(conn, op, raw, sessions=None):
+    sessions = sessions or {}
+    return Frame(conn, op, mask_frame(raw, op, sessions.get), raw)
 
 
 def test_transcript_comparison_reports_first_difference():
     """The comparison itself (no server): identical passes, a difference is loud."""
-    same = [("c0 get /x", ["data", "00", None]), ("c1 delete /x", True)]
+    same = [Entry("c0 get /x", ["data", "00", None]), Entry("c1 delete /x", True)]
     assert_same_transcripts(same, list(same))
-    other = [same[0], ("c1 delete /x", ["error", "NoNodeError"])]
+    other = [same[0], Entry("c1 delete /x", ["error", "NoNodeError"])]
     with pytest.raises(AssertionError) as info:
         assert_same_transcripts(same, other, "apache", "ferrokeeper")
     message = str(info.value)
-    assert "differ at op #1" in message
+    assert "differ at op #1 (decoded results differ)" in message
     assert "apache: c1 delete /x" in message and "-> true" in message
     assert '"NoNodeError"' in message and "#0 c0 get /x" in message
     with pytest.raises(AssertionError, match="op #2"):
-        assert_same_transcripts(same, same + [("c0 sync /", "/")])
+        assert_same_transcripts(same, same + [Entry("c0 sync /", "/")])
+
+
+def _stat(czxid, mzxid, pzxid, ctime=1700000000000, owner=0, version=0):
+    return struct.pack(
+        ">qqqqiiiqiiq", czxid, mzxid, ctime, ctime, version, 0, 0, owner, 0, 0, pzxid
+    )
+
+
+def _reply(xid, zxid, err, body=b""):
+    payload = struct.pack(">iqi", xid, zxid, err) + body
+    return int_struct.pack(len(payload)) + payload
+
+
+def test_byte_level_comparison():
+    """Masking and the byte-level report (no server): what must differ is masked, a body
+    one byte longer is caught although the decoded results are equal."""
+    path = write_string("/p")
+    a = _reply(5, 0x100000007, 0, path + _stat(0x100000007, 0x100000007, 0x100000007, owner=0x51))
+    b = _reply(5, 0x200000042, 0, path + _stat(0x200000042, 0x200000042, 0x200000042, 1700000999999, owner=0x77))
+    fa = _test_frame("c0.1", 15, a, {0x51: 65537})
+    fb = _test_frame("c0.1", 15, b, {0x77: 65537})
+    assert fa == fb  # zxids, times and the owning session masked
+    assert fa.masked.count(ZXID_PH) == 4 and SESS_PH in fa.masked
+    # mzxid != czxid is kept as a relation (ordinals), not masked away.
+    c = _reply(5, 0x200000042, 0, path + _stat(0x200000042, 0x200000043, 0x200000042, owner=0x77))
+    assert _test_frame("c0.1", 15, c, {0x77: 65537}) != fb
+    # An unknown owner stays raw: a real difference.
+    assert _test_frame("c0.1", 15, b) != fb
+    # Children are sorted; null and empty vectors differ.
+    kids = lambda names: int_struct.pack(len(names)) + b"".join(write_string(n) for n in names)
+    assert _test_frame("c1.1", 8, _reply(3, 9, 0, kids(["a", "b"]))) == _test_frame(
+        "c1.1", 8, _reply(3, 10, 0, kids(["b", "a"]))
+    )
+    assert _test_frame("c1.1", 8, _reply(3, 9, 0, int_struct.pack(-1))) != _test_frame(
+        "c1.1", 8, _reply(3, 9, 0, int_struct.pack(0))
+    )
+    # A trailing byte (kazoo ignores it) fails the op, with offset and field.
+    longer = _test_frame("c0.1", 15, b[:3] + bytes([b[3] + 1]) + b[4:] + b"\0", {0x77: 65537})
+    ta = [Entry("c0 create2 /p", ["path", "/p", None], [fa])]
+    tb = [Entry("c0 create2 /p", ["path", "/p", None], [longer])]
+    with pytest.raises(AssertionError) as info:
+        assert_same_transcripts(ta, tb, "apache", "ferrokeeper")
+    message = str(info.value)
+    assert "op #0 (byte level, decoded results equal)" in message
+    assert "first difference at byte 3 (length)" in message and "create2" in message
+    assert f"apache: {fa.masked.hex()}" in message
+    # A frame only one side sends.
+    with pytest.raises(AssertionError, match="only ferrokeeper sends it"):
+        assert_same_transcripts(ta, [Entry(ta[0].desc, ta[0].result, [fa, fa])], "apache", "ferrokeeper")
 
 
 # --------------------------------------------------------------------------------------
@@ -760,18 +1100,22 @@ def test_differential(sides, seed, tmp_path):
         for k in range(N_CLIENTS):
             side.close_client(k)
             side.open_client(k)
+    for side in sides:
+        side.take_frames()  # the reconnects above are not part of the transcript
     gen = Generator(seed)
     transcript_a, transcript_b = [], []
     ops = gen.setup_ops() + [None] * OPS
     started = time.monotonic()
+    frames_seen = 0
     for i, op in enumerate(ops):
         if op is None:
             op = gen.next_op()
         desc = describe(op)
         raw_a = execute(side_a, op)
         raw_b = execute(side_b, op)
-        transcript_a.append((desc, normalize(side_a, op.kind, raw_a)))
-        transcript_b.append((desc, normalize(side_b, op.kind, raw_b)))
+        transcript_a.append(Entry(desc, normalize(side_a, op.kind, raw_a), side_a.take_frames()))
+        transcript_b.append(Entry(desc, normalize(side_b, op.kind, raw_b), side_b.take_frames()))
+        frames_seen += len(transcript_a[-1].frames)
         gen.learn(op, raw_a)
         if transcript_a[-1] != transcript_b[-1]:
             break  # the generator follows A: after a difference the runs diverge anyway
@@ -783,7 +1127,9 @@ def test_differential(sides, seed, tmp_path):
     files = []
     for side, transcript in ((side_a, transcript_a), (side_b, transcript_b)):
         f = tmp_path / f"seed{seed}-{side.label[0]}-{side.server.kind}.jsonl"
-        f.write_text("".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in transcript))
+        f.write_text(
+            "".join(json.dumps(e.as_json(), ensure_ascii=False) + "\n" for e in transcript)
+        )
         files.append(str(f))
     assert_same_transcripts(
         transcript_a,
@@ -793,10 +1139,14 @@ def test_differential(sides, seed, tmp_path):
         files=f"(full transcripts: {files[0]} and {files[1]})",
     )
     assert len(transcript_a) == len(ops)
+    # Every op answers with at least one frame: a capture that silently stopped recording
+    # would make the byte-level comparison vacuous.
+    assert frames_seen >= len(ops), f"only {frames_seen} frames captured for {len(ops)} ops"
 
     # Guard against a generator that silently stops exercising things.
     errors = set()
-    for _, result in transcript_a:
+    for entry in transcript_a:
+        result = entry.result
         items = result[1] if isinstance(result, list) and result[:1] == ["multi"] else [result]
         errors |= {r[1] for r in items if isinstance(r, list) and r[:1] == ["error"]}
     if OPS >= 200:
@@ -811,6 +1161,6 @@ def test_differential(sides, seed, tmp_path):
         }
         assert expected <= errors, f"seed {seed} never produced {expected - errors}"
     print(
-        f"seed {seed}: {len(ops)} ops, identical transcripts, "
+        f"seed {seed}: {len(ops)} ops, {frames_seen} frames, identical transcripts, "
         f"{time.monotonic() - started:.1f}s; errors seen: {sorted(errors)}"
     )
