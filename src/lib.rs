@@ -10,9 +10,11 @@
 //! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
+//! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod config;
 pub mod limits;
+pub mod operator;
 pub mod ops;
 pub mod proto;
 pub mod server;
