@@ -168,4 +168,10 @@ pub mod storage {
     pub const SNAPSHOT_SESSIONS_MAX: u64 = super::SESSIONS_MAX as u64;
     /// Nodes in a snapshot; beyond it the file is treated as corrupt.
     pub const SNAPSHOT_NODES_MAX: u64 = 1 << 32;
+    /// Snapshot loading hands nodes from the parser to the tree builder in
+    /// batches of this many (one channel operation per batch, not per node)...
+    pub const RESTORE_BATCH_NODES: usize = 1024;
+    /// ...with at most this many batches parsed ahead of the builder, so the
+    /// parser holds a bounded number of nodes the tree does not yet own.
+    pub const RESTORE_BATCHES_IN_FLIGHT: usize = 8;
 }

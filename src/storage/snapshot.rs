@@ -6,17 +6,18 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 use super::device::{list_names, write_atomically};
 use super::format::{parse_zxid_name, snapshot_name, DbId, SNAPSHOT_PREFIX};
-use super::limits::{SNAPSHOT_NODES_MAX, SNAPSHOT_SESSIONS_MAX};
+use super::limits::{self, SNAPSHOT_NODES_MAX, SNAPSHOT_SESSIONS_MAX};
 use super::sessions::OpenSessions;
 use super::{IoContext, StorageError};
 use crate::proto::jute::{
     put_acl_vec, put_buffer, put_i32, put_i64, put_stat, put_str, DecodeError, Reader,
 };
 use crate::proto::Acl;
-use crate::tree::{path, DataTree};
+use crate::tree::{path, AclCache, Assembler, DataTree, RestoredNode};
 
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FKSN";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -204,25 +205,231 @@ fn decode_sessions(r: &mut Reader<'_>) -> Result<OpenSessions, DecodeError> {
     Ok(sessions)
 }
 
+/// Decodes the node list on two threads: this one parses records and
+/// assembles nodes with their child sets ([`Assembler`]), a builder indexes
+/// them, batch by batch (see `tree::restore` for why this halves a load).
 fn decode_nodes(r: &mut Reader<'_>) -> Result<DataTree, DecodeError> {
     let count = decode_count(r, SNAPSHOT_NODES_MAX)?;
-    let mut tree = DataTree::new();
+    let (batches, to_builder) = mpsc::sync_channel(limits::RESTORE_BATCHES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let builder = std::thread::Builder::new()
+            .name("fk-snap-build".into())
+            .spawn_scoped(scope, move || build_tree(to_builder))
+            // A process that cannot start a thread cannot run its executors either.
+            .expect("starting the snapshot's tree builder thread");
+        let parsed = parse_nodes(r, count, &batches);
+        drop(batches); // the builder's loop ends
+        let built = builder.join().expect("panics abort the process");
+        // A builder that stopped early made the parser stop: its error wins.
+        let mut tree = built?;
+        tree.adopt_acls(parsed?);
+        Ok(tree)
+    })
+}
+
+/// Returns the ACL lists the nodes use (the assembler interned them).
+fn parse_nodes(
+    r: &mut Reader<'_>,
+    count: u64,
+    batches: &mpsc::SyncSender<Vec<RestoredNode>>,
+) -> Result<AclCache, DecodeError> {
+    let mut assembler = Assembler::new();
     // Nearly all nodes share a few ACL lists: reuse the last one decoded
     // while its encoding repeats (the encoding is self-delimiting).
-    let mut last_acl: (&[u8], Vec<Acl>) = (&[], Vec::new());
+    let mut last_acl: (&[u8], Arc<[Acl]>) = (&[], Arc::from(Vec::new()));
+    let mut batch = Vec::with_capacity(limits::RESTORE_BATCH_NODES);
     for _ in 0..count {
         let path = r.path()?;
         let data = r.buffer()?;
         if last_acl.0.is_empty() || !r.skip_if_next(last_acl.0) {
             let encoded = r.rest();
-            let acl = r.acl_vec()?;
+            let acl = assembler.intern_acl(&r.acl_vec()?);
             last_acl = (&encoded[..encoded.len() - r.rest().len()], acl);
         }
         let stat = r.stat()?;
-        tree.restore_node(path, data, &last_acl.1, stat)
-            .map_err(|_| {
-                DecodeError::Invalid("node without parent, listed twice, or with a bad path")
-            })?;
+        assembler
+            .push(path, data, last_acl.1.clone(), stat, &mut batch)
+            .map_err(|_| DecodeError::Invalid("node with a bad path, or listed twice"))?;
+        if batch.len() >= limits::RESTORE_BATCH_NODES {
+            let full =
+                std::mem::replace(&mut batch, Vec::with_capacity(limits::RESTORE_BATCH_NODES));
+            if batches.send(full).is_err() {
+                break; // the builder failed; decode_nodes reports why
+            }
+        }
+    }
+    let acls = assembler.finish(&mut batch);
+    // If the builder failed, decode_nodes reports its error instead.
+    let _ = batches.send(batch);
+    Ok(acls)
+}
+
+fn build_tree(batches: mpsc::Receiver<Vec<RestoredNode>>) -> Result<DataTree, DecodeError> {
+    let mut tree = DataTree::new();
+    for batch in batches {
+        for node in batch {
+            tree.insert_restored(node)
+                .map_err(|_| DecodeError::Invalid("node without parent or listed twice"))?;
+        }
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Stat;
+
+    /// A node list as `write_body` encodes it, from (path, data) pairs.
+    fn encoded_nodes(nodes: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        put_i64(&mut buf, nodes.len() as i64);
+        for (i, (node_path, data)) in nodes.iter().enumerate() {
+            put_str(&mut buf, node_path);
+            put_buffer(&mut buf, Some(data));
+            // Lists change now and then: both ACL paths of the parser run.
+            let acl = if i % 700 == 0 {
+                Acl::read_unsafe()
+            } else {
+                Acl::open_unsafe()
+            };
+            put_acl_vec(&mut buf, &acl);
+            let zxid = i as i64 + 1;
+            put_stat(
+                &mut buf,
+                &Stat {
+                    czxid: zxid,
+                    mzxid: zxid,
+                    pzxid: zxid,
+                    ..Stat::default()
+                },
+            );
+        }
+        buf
+    }
+
+    /// Parents first, and enough nodes for several batches.
+    fn many_nodes() -> Vec<(String, Vec<u8>)> {
+        let parents = 3 * limits::RESTORE_BATCH_NODES / 100;
+        let mut nodes = Vec::new();
+        for p in 0..parents {
+            nodes.push((format!("/p{p}"), vec![p as u8]));
+            for c in 0..99 {
+                nodes.push((format!("/p{p}/c{c}"), vec![c as u8; c]));
+            }
+        }
+        nodes
+    }
+
+    #[test]
+    fn nodes_decoded_on_two_threads_build_the_same_tree_as_one_by_one() {
+        let nodes = many_nodes();
+        let buf = encoded_nodes(&nodes);
+        let decoded = decode_nodes(&mut Reader::new(&buf)).expect("decodes");
+        let mut expected = DataTree::new();
+        let mut r = Reader::new(&buf);
+        r.i64().expect("count");
+        for _ in 0..nodes.len() {
+            let (node_path, data, acl, stat) = (
+                r.path().unwrap(),
+                r.buffer().unwrap(),
+                r.acl_vec().unwrap(),
+                r.stat().unwrap(),
+            );
+            expected
+                .restore_node(node_path, data, &acl, stat)
+                .expect("restore");
+        }
+        decoded.assert_invariants();
+        assert_eq!(decoded.node_count(), expected.node_count());
+        for (node_path, _) in &nodes {
+            assert_eq!(
+                decoded.get(node_path),
+                expected.get(node_path),
+                "{node_path}"
+            );
+        }
+        assert_eq!(
+            decoded.approximate_data_bytes(),
+            expected.approximate_data_bytes()
+        );
+    }
+
+    #[test]
+    fn a_list_that_is_not_depth_first_loads_too() {
+        let names = [
+            "/",
+            "/a",
+            "/b",
+            "/a/x",
+            "/b/y",
+            "/a/x/z",
+            "/zookeeper",
+            "/c",
+        ];
+        let nodes: Vec<(String, Vec<u8>)> = names
+            .iter()
+            .map(|n| (n.to_string(), n.as_bytes().to_vec()))
+            .collect();
+        let tree = decode_nodes(&mut Reader::new(&encoded_nodes(&nodes))).expect("decodes");
+        tree.assert_invariants();
+        assert_eq!(
+            tree.get("/a")
+                .expect("/a")
+                .children
+                .names()
+                .collect::<Vec<_>>(),
+            ["x"]
+        );
+        assert_eq!(
+            tree.get("/a/x/z").expect("/a/x/z").data.as_deref(),
+            Some(&b"/a/x/z"[..])
+        );
+        let root: Vec<_> = tree.get("/").expect("/").children.names().collect();
+        assert_eq!(root, ["a", "b", "c", "zookeeper"]);
+        let zk: Vec<_> = tree
+            .get("/zookeeper")
+            .expect("zk")
+            .children
+            .names()
+            .collect();
+        assert_eq!(
+            zk,
+            ["config", "quota"],
+            "built-in children the list left out are kept"
+        );
+        // A child before its parent is refused, as one node at a time would.
+        let late: Vec<(String, Vec<u8>)> = ["/", "/q/r", "/q"]
+            .iter()
+            .map(|n| (n.to_string(), Vec::new()))
+            .collect();
+        assert!(decode_nodes(&mut Reader::new(&encoded_nodes(&late))).is_err());
+    }
+
+    #[test]
+    fn a_bad_node_in_a_later_batch_fails_the_decode_whichever_thread_finds_it() {
+        let at = 2 * limits::RESTORE_BATCH_NODES + 17;
+        // The builder finds an orphan, the parser a bad path; a truncated
+        // list ends the parser while the builder has batches to go.
+        let mut orphan = many_nodes();
+        orphan[at].0 = "/missing/child".into();
+        let mut bad_path = many_nodes();
+        bad_path[at].0 = "/p1/".into();
+        let mut twice = many_nodes();
+        twice[at].0 = twice[at - 1].0.clone();
+        for (nodes, why) in [
+            (orphan, "orphan"),
+            (bad_path, "bad path"),
+            (twice, "listed twice"),
+        ] {
+            let buf = encoded_nodes(&nodes);
+            assert!(decode_nodes(&mut Reader::new(&buf)).is_err(), "{why}");
+        }
+        let buf = encoded_nodes(&many_nodes());
+        let truncated = &buf[..buf.len() * 2 / 3];
+        assert!(
+            decode_nodes(&mut Reader::new(truncated)).is_err(),
+            "truncated"
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod apply;
 pub mod node;
 pub mod path;
 mod prep;
+mod restore;
 pub mod txn;
 
 #[cfg(test)]
@@ -23,12 +24,14 @@ mod tests;
 use path::PathRef;
 use std::sync::Arc;
 
-use crate::proto::{Acl, ErrorCode, Stat};
+use crate::proto::{Acl, Stat};
 
 pub use acl::{check_acl, digest, fix_acl, AuthInfo};
+pub use acl_cache::AclCache;
 pub use node::{data_len, node_data, Data, Node, NodeData, NodeKind};
 pub use path::{basename, parent, validate_path, validate_path_sequential};
 pub use prep::{CreateReq, PrepOptions, WriteReq};
+pub use restore::{Assembler, RestoredNode};
 pub use txn::{CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
 
 /// Paths ZooKeeper creates itself and never lets a client delete.
@@ -307,58 +310,6 @@ impl DataTree {
     }
 
     // ----- recovery -----
-
-    /// Snapshot loading: inserts a node with its persisted stat (parents
-    /// first). The built-in nodes exist already and keep their children.
-    pub fn restore_node(
-        &mut self,
-        node_path: &str,
-        data: Option<&[u8]>,
-        acl: &[Acl],
-        stat: Stat,
-    ) -> Result<(), ErrorCode> {
-        validate_path(node_path)?;
-        let acl = self.acls.intern(acl);
-        let mut data = node_data(data);
-        let new_len = data_len(&data) as i64;
-        if is_built_in(node_path) {
-            // Snapshots of earlier Ferrokeeper versions held null here;
-            // ZooKeeper's /zookeeper nodes always have data (empty).
-            if data.is_none() && node_path != path::ROOT {
-                data = Some(Box::default());
-            }
-            let node = self.node_mut(node_path).expect("built-in nodes exist");
-            let old_len = data_len(&node.data) as i64;
-            node.stat = Stat {
-                num_children: node.stat.num_children,
-                data_length: new_len as i32,
-                ..stat
-            };
-            node.data = data;
-            node.acl = acl;
-            self.data_bytes += new_len - old_len;
-            return Ok(());
-        }
-        let node_path: PathRef = node_path.into();
-        let parent = self
-            .node_mut(path::parent(&node_path))
-            .ok_or(ErrorCode::NoNode)?;
-        if !link(parent, node_path.clone()) {
-            return Err(ErrorCode::NodeExists); // listed twice in the snapshot
-        }
-        let node = Node {
-            stat: Stat {
-                num_children: 0,
-                data_length: new_len as i32,
-                ..stat
-            },
-            data,
-            acl,
-            children: node::Children::default(),
-        };
-        self.insert_linked_node(node_path, node);
-        Ok(())
-    }
 
     /// After a snapshot and replay: the zxid the tree reflects.
     pub fn set_last_zxid(&mut self, zxid: i64) {

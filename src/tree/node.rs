@@ -57,6 +57,11 @@ impl Children {
             .flat_map(|set| set.iter().map(|child| &**child))
     }
 
+    /// Child paths, sorted, as the handles the path index shares.
+    pub(super) fn shared_paths(&self) -> impl Iterator<Item = &PathRef> + '_ {
+        self.0.iter().flat_map(|set| set.iter())
+    }
+
     pub fn contains(&self, child_path: &str) -> bool {
         self.0.as_ref().is_some_and(|set| set.contains(child_path))
     }

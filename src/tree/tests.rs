@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::proto::{perms, EventType, Id, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS};
+use crate::proto::{perms, ErrorCode, EventType, Id, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS};
 
 const SESSION_A: i64 = 0x0100_0000_0000_0001;
 const SESSION_B: i64 = 0x0100_0000_0000_0002;
