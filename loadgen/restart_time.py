@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat")
 from compare import REPO_ROOT, Server  # noqa: E402
 import slow_readers  # noqa: E402
 
-RECOVERED = re.compile(r"recovered zxid \S+ in (\d+) ms: snapshot \S+ loaded in (\d+) ms, (\d+) txns")
+RECOVERED = re.compile(
+    r"recovered zxid \S+ in (\d+) ms: snapshot \S+ loaded in (\d+) ms, log read in (\d+) ms, (\d+) txns"
+)
 POLL_INTERVAL_S = 0.005
 
 
@@ -66,7 +68,11 @@ def restart_once(server: Server, cold: bool) -> tuple[float, str]:
     answered = first_answer(server.port, 120.0)
     log = "\n".join(server.log_path.read_text(errors="replace").splitlines()[lines_before:])
     m = RECOVERED.search(log)
-    split = f"recovery {m.group(1)} ms (snapshot {m.group(2)} ms, {m.group(3)} txns)" if m else "?"
+    split = (
+        f"recovery {m.group(1)} ms (snapshot {m.group(2)} ms, log {m.group(3)} ms, {m.group(4)} txns)"
+        if m
+        else "?"
+    )
     server.stop()
     return answered - started, split
 

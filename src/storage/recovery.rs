@@ -69,10 +69,11 @@ pub fn recover<S: LogStore>(
             last_zxid: replay.base_zxid,
         };
     }
+    let log_ms = started.elapsed().as_millis() - snapshot_ms;
     info!(
-        "recovered zxid {:#x} in {} ms: snapshot {:?} loaded in {snapshot_ms} ms, {} txns replayed, {} open sessions",
+        "recovered zxid {:#x} in {} ms: snapshot {:?} loaded in {snapshot_ms} ms, log read in {log_ms} ms, {} txns replayed, {} open sessions",
         replay.last_zxid,
-        started.elapsed().as_millis(),
+        snapshot_ms + log_ms,
         snapshot_zxid,
         replay.replayed_txns,
         replay.sessions.len()
@@ -219,7 +220,9 @@ fn replay_log<S: LogStore>(
             continue;
         }
         let end_bytes = replay_segment(&bytes, &file, replay, is_last)?;
-        if end_bytes < bytes.len() && !bytes[end_bytes..].iter().all(|b| *b == 0) {
+        let torn_tail = end_bytes < bytes.len() && !bytes[end_bytes..].iter().all(|b| *b == 0);
+        drop(bytes); // a mapping is not kept across the truncation
+        if torn_tail {
             truncate(store, name, end_bytes as u64)?;
         }
         let has_records = end_bytes > SEGMENT_HEADER_BYTES;

@@ -152,6 +152,8 @@ impl LogStore for SimStore {
         Ok(self.device(name))
     }
 
+    type Contents = Vec<u8>;
+
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         Ok(self.disk.borrow_mut().file(name)?.current.clone())
     }
