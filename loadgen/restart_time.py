@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Restart to serving, as an operator sees it: process start to the first answered request.
 
-A Ferrokeeper server is loaded with N znodes of 100 bytes (the loadgen's setup) and
-stopped cleanly (SIGTERM: a final snapshot). Then, ``--repeats`` times: the server is
+A server (Ferrokeeper, or Apache ZooKeeper with ``--server apache``) is loaded with N
+znodes of 100 bytes (the loadgen's setup) and stopped cleanly (SIGTERM: Ferrokeeper
+writes a final snapshot; Apache exits and recovers from its snapshot and log). Then, ``--repeats`` times: the server is
 started, and a client connects every few milliseconds until a session is granted and
 an ``exists /`` is answered; the time from just before the process was spawned to that
 answer is "serving after". The server is then stopped cleanly again. With ``--cold``
@@ -16,6 +17,7 @@ Standard library only (Python 3.11).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -94,11 +96,14 @@ def main() -> int:
     p.add_argument("--znodes", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--cold", action="store_true", help="drop the page cache before each start")
+    p.add_argument("--server", choices=("ferrokeeper", "apache"), default="ferrokeeper")
     p.add_argument("--ferrokeeper", type=Path, default=REPO_ROOT / "target/release/ferrokeeper")
+    p.add_argument("--java", default=os.environ.get("JAVA", "java"))
+    p.add_argument("--apache-heap", default="1g", help="Apache's -Xmx")
     p.add_argument("--loadgen", type=Path, default=REPO_ROOT / "target/release/ferrokeeper-loadgen")
     opts = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fk-restart-") as tmp:
-        server = RestartableServer("ferrokeeper", Path(tmp), opts)
+        server = RestartableServer(opts.server, Path(tmp), opts)
         server.start()
         loaded = time.monotonic()
         subprocess.run(
@@ -116,7 +121,7 @@ def main() -> int:
             times.append(seconds)
             print(f"restart {i + 1}: serving after {seconds:.3f} s; {split}", flush=True)
         print(
-            f"{'cold' if opts.cold else 'warm'}: median {statistics.median(times):.3f} s, "
+            f"{opts.server} {'cold' if opts.cold else 'warm'}: median {statistics.median(times):.3f} s, "
             f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} restarts"
         )
     return 0
