@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use ferrokeeper::operator::daemon::wait_for;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrokeeper");
 /// Bound on one command: `start` waits 30 s at most and `stop` 60 s, plus slack.
@@ -41,20 +43,6 @@ fn fresh_dir() -> PathBuf {
     ));
     fs::create_dir_all(&dir).expect("create temp dir");
     dir
-}
-
-/// Polls `done` every 50 ms for at most `timeout`.
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A process that exists and is not a zombie.
@@ -94,9 +82,9 @@ fn signal(pid: u32, sig: libc::c_int) {
 /// SIGTERM, then SIGKILL if still there after `grace`.
 fn terminate(pid: u32, grace: Duration) {
     signal(pid, libc::SIGTERM);
-    if !wait_until(grace, || !is_running(pid)) {
+    if !wait_for(grace, || !is_running(pid)) {
         signal(pid, libc::SIGKILL);
-        wait_until(Duration::from_secs(5), || !is_running(pid));
+        wait_for(Duration::from_secs(5), || !is_running(pid));
     }
 }
 
@@ -530,7 +518,7 @@ fn start_foreground_notifies_systemd_and_stops_on_sigterm() {
     let served = srvr(fk.addr()).is_some_and(|r| r.contains("Mode: standalone"));
     signal(child.id(), libc::SIGTERM);
     let stopping = notify.recv(&mut message).map(|n| message[..n].to_vec());
-    let exited = wait_until(Duration::from_secs(30), || {
+    let exited = wait_for(Duration::from_secs(30), || {
         matches!(child.try_wait(), Ok(Some(_)))
     });
     if !exited {

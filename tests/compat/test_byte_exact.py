@@ -68,16 +68,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
+import zkwire
+
 from zkwire import (
+    CONNECT,
+    SESS_PH,
+    TIME_PH,
+    ZXID_PH,
     LEN,
     OPEN_ACL,
-    OWNER,
-    PASSWD,
     READ_ACL,
-    SESSION,
-    TIME,
-    UNORDERED,
-    ZXID,
     AddWatchMode,
     Client,
     CreateMode,
@@ -134,14 +134,9 @@ COMMON_CFG = {
 AUTH_IDS_BOUND = 128  # Ferrokeeper's limits::AUTH_IDS_PER_CONNECTION_MAX (the ip id included)
 EXPIRY_WAIT = 4.0  # > 1000 ms minimum session timeout + one 500 ms expiry tick, with margin
 
-CONNECT = "connect"  # pseudo-op of a ConnectResponse frame
 CLOSE_WAIT = 3.0  # seconds a step that expects the server to close waits for it
 REPLY_WAIT = 5.0
 
-ZXID_PH = b"ZXID"
-TIME_PH = b"TIME"
-SESS_PH = b"SESS"
-PASSWD_PH = b"PASSWD--PASSWD--"
 
 # Special xids of the Java client (ClientCnxn), used the same way here.
 DEFAULT_XIDS = {Op.PING: Xid.PING, Op.AUTH: Xid.AUTH, Op.SET_WATCHES: Xid.SET_WATCHES,
@@ -358,31 +353,14 @@ class Run:
 
 
 def mask_frame(frame: bytes, op, sessions: dict) -> bytes:
-    fields = decode_connect_response(frame) if op == CONNECT else decode_reply(frame, op)
-    out = bytearray(frame)
-    ordinals: dict = {}
-    for f in fields:
-        if f.kind in (ZXID, TIME):
-            if f.value in (0, -1):
-                continue
-            # zxids: ordinal of the value within its record (czxid == mzxid compares);
-            # times: always ordinal 0 (a create and a setData may share a millisecond).
-            group = f.name.rsplit(".", 1)[0]
-            table = ordinals.setdefault((group, f.kind), {})
-            idx = table.setdefault(f.value, len(table)) if f.kind == ZXID else 0
-            out[f.start : f.end] = (ZXID_PH if f.kind == ZXID else TIME_PH) + p_int(idx)
-        elif f.kind == SESSION:
-            if f.value != 0:
-                out[f.start : f.end] = SESS_PH + p_int(sessions.setdefault(f.value, len(sessions) + 1))
-        elif f.kind == OWNER:
-            if f.value in sessions:
-                out[f.start : f.end] = SESS_PH + p_int(sessions[f.value])
-        elif f.kind == PASSWD:
-            if any(f.value):
-                out[f.start : f.end] = PASSWD_PH
-        elif f.kind == UNORDERED:
-            out[f.start : f.end] = b"".join(sorted(f.value[1]))
-    return bytes(out)
+    """zkwire.mask_frame with session codes in order of first appearance: any non-zero
+    session id gets the next code; an ephemeralOwner is masked only if it is one of them."""
+    return zkwire.mask_frame(
+        frame,
+        op,
+        lambda sid: sessions.setdefault(sid, len(sessions) + 1) if sid != 0 else None,
+        sessions.get,
+    )
 
 
 def mask_run(run: Run) -> list[Step]:

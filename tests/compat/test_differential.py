@@ -100,19 +100,12 @@ from kazoo.protocol.states import ZnodeStat
 from kazoo.security import ACL, Id, make_digest_acl
 
 from zkwire import (
-    LEN,
+    CONNECT,
     OP_NAMES,
-    OWNER,
-    PASSWD,
-    SESSION,
-    TIME,
-    UNORDERED,
-    ZXID,
-    Xid,
-    decode_connect_response,
-    decode_reply,
-    p_int,
-    reply_header,
+    SESS_PH,
+    ZXID_PH,
+    decode_frame,
+    mask_frame,
 )
 from zkwire import describe as describe_fields
 
@@ -224,7 +217,6 @@ ACL_CHOICES = [
 # --------------------------------------------------------------------------------------
 
 OWNER_MASK = (1 << 64) - 1
-CONNECT = "connect"  # pseudo-opcode of a ConnectResponse frame
 
 
 class _RecordingConnect:
@@ -296,41 +288,6 @@ class Capture:
         out = self.frames[self.cursor :]
         self.cursor += len(out)
         return out
-
-
-ZXID_PH, TIME_PH, SESS_PH = b"ZXID", b"TIME", b"SESS"
-PASSWD_PH = b"PASSWD--PASSWD--"
-
-
-def decode_frame(frame: bytes, op) -> list:
-    return decode_connect_response(frame) if op == CONNECT else decode_reply(frame, op)
-
-
-def mask_frame(frame: bytes, op, session_code) -> bytes:
-    """The frame with only what must differ between two servers replaced (same length):
-    zxids by ZXID + ordinal within their record (0 and -1 kept), times by TIME (0 kept),
-    session ids / ephemeralOwners of the run's sessions by SESS + session_code(id) (other
-    owners kept), a non-zero password by PASSWD; unordered vectors sorted."""
-    out = bytearray(frame)
-    ordinals: dict = {}
-    for f in decode_frame(frame, op):
-        if f.kind in (ZXID, TIME):
-            if f.value in (0, -1):
-                continue
-            group = f.name.rsplit(".", 1)[0]
-            table = ordinals.setdefault((group, f.kind), {})
-            idx = table.setdefault(f.value, len(table)) if f.kind == ZXID else 0
-            out[f.start : f.end] = (ZXID_PH if f.kind == ZXID else TIME_PH) + p_int(idx)
-        elif f.kind in (SESSION, OWNER):
-            code = session_code(f.value)
-            if code is not None:
-                out[f.start : f.end] = SESS_PH + p_int(code)
-        elif f.kind == PASSWD:
-            if any(f.value):
-                out[f.start : f.end] = PASSWD_PH[: f.end - f.start].ljust(f.end - f.start, b"-")
-        elif f.kind == UNORDERED:
-            out[f.start : f.end] = b"".join(sorted(f.value[1]))
-    return bytes(out)
 
 
 @dataclass(frozen=True)

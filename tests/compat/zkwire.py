@@ -751,3 +751,46 @@ class Client:
         except OSError:
             pass
         self.closed = True
+
+
+# --------------------------------------------------------------------------------------
+# Masking: what must differ between two servers, replaced in place (same length)
+# --------------------------------------------------------------------------------------
+
+CONNECT = "connect"  # pseudo-opcode of a ConnectResponse frame
+ZXID_PH, TIME_PH, SESS_PH = b"ZXID", b"TIME", b"SESS"
+PASSWD_PH = b"PASSWD--PASSWD--"
+
+
+def decode_frame(frame: bytes, op) -> list[Field]:
+    return decode_connect_response(frame) if op == CONNECT else decode_reply(frame, op)
+
+
+def mask_frame(frame: bytes, op, session_code, owner_code=None) -> bytes:
+    """The frame with only what must differ between two servers replaced: zxids by ZXID +
+    their ordinal within their record (0 and -1 kept, so czxid == mzxid still compares),
+    times by TIME (0 kept; always ordinal 0: a create and a setData may share a
+    millisecond), session ids by SESS + session_code(id) and ephemeralOwners by SESS +
+    owner_code(id) (default: session_code; an id mapped to None is kept), a non-zero
+    password by PASSWD; unordered vectors (Java HashSets) sorted."""
+    owner_code = owner_code or session_code
+    out = bytearray(frame)
+    ordinals: dict = {}
+    for f in decode_frame(frame, op):
+        if f.kind in (ZXID, TIME):
+            if f.value in (0, -1):
+                continue
+            group = f.name.rsplit(".", 1)[0]
+            table = ordinals.setdefault((group, f.kind), {})
+            idx = table.setdefault(f.value, len(table)) if f.kind == ZXID else 0
+            out[f.start : f.end] = (ZXID_PH if f.kind == ZXID else TIME_PH) + p_int(idx)
+        elif f.kind in (SESSION, OWNER):
+            code = (session_code if f.kind == SESSION else owner_code)(f.value)
+            if code is not None:
+                out[f.start : f.end] = SESS_PH + p_int(code)
+        elif f.kind == PASSWD:
+            if any(f.value):
+                out[f.start : f.end] = PASSWD_PH[: f.end - f.start].ljust(f.end - f.start, b"-")
+        elif f.kind == UNORDERED:
+            out[f.start : f.end] = b"".join(sorted(f.value[1]))
+    return bytes(out)
