@@ -10,6 +10,7 @@
 //! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
+//! - [`zab`]     ZooKeeper's quorum wire formats (election and learner protocols).
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod config;
@@ -22,3 +23,4 @@ pub mod session;
 pub mod storage;
 pub mod tree;
 pub mod watch;
+pub mod zab;

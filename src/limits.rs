@@ -175,3 +175,27 @@ pub mod storage {
     /// parser holds a bounded number of nodes the tree does not yet own.
     pub const RESTORE_BATCHES_IN_FLIGHT: usize = 8;
 }
+
+/// Bounds of ZooKeeper's server-to-server protocols (`src/zab`): the same
+/// limits the Java peers apply, so a frame one side accepts the other does.
+pub mod quorum {
+    /// Largest election handshake address string; a length outside 1..=this
+    /// makes the acceptor close the socket (`QuorumCnxManager.maxBuffer`,
+    /// checked in `InitialMessage.parse`).
+    pub const HANDSHAKE_ADDR_BYTES_MAX: usize = 2048;
+    /// Largest election message payload; a frame length outside 1..=this
+    /// drops the connection (`QuorumCnxManager.PACKETMAXSIZE`, `RecvWorker.run`).
+    pub const ELECTION_FRAME_BYTES_MAX: usize = 512 * 1024;
+    /// Largest config text in a notification: whatever fits one election
+    /// frame after the 44-byte header (Java only checks `configLength <=
+    /// capacity`, `WorkerReceiver.run`).
+    pub const NOTIFICATION_CONFIG_BYTES_MAX: usize = ELECTION_FRAME_BYTES_MAX - 44;
+    /// Largest buffer or string in a `QuorumPacket`: `jute.maxbuffer`
+    /// (0xfffff) plus `zookeeper.jute.maxbuffer.extrasize`, which defaults to
+    /// maxbuffer (`BinaryInputArchive` static init and `checkLength`).
+    pub const QUORUM_BUFFER_BYTES_MAX: usize = 2 * 0xfffff;
+    /// Most authinfo ids in one packet. Java has no bound besides memory; a
+    /// REQUEST carries its client's auth ids plus `ip:<addr>`, and sessions
+    /// hold at most `AUTH_IDS_PER_CONNECTION_MAX` (128) of those.
+    pub const QUORUM_AUTHINFO_IDS_MAX: usize = 1024;
+}

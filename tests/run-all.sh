@@ -12,6 +12,8 @@ install_deps() {
   local need_apt=()
   command -v python3 >/dev/null || need_apt+=(python3)
   [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+  # the Apache peer of tests/zab_wire_interop.rs logs through slf4j-simple
+  [ -f /usr/share/java/slf4j-simple.jar ] || need_apt+=(libslf4j-java)
   # A JDK (not only a JRE): the Curator check is a single-file Java source
   # program, which `java` compiles in memory.
   command -v javac >/dev/null || need_apt+=(default-jdk-headless)
