@@ -339,6 +339,9 @@ impl Election {
                 msg: self.notification(),
             });
         }
+        if !self.is_voter(msg.vote.leader) {
+            return; // `validVoter(n.leader)`: a vote for a non-voter counts for nothing
+        }
         match msg.state {
             ServerState::Looking => self.receive_looking(now_ms, from, msg, out),
             ServerState::Following | ServerState::Leading => self.receive_settled(from, msg, out),
@@ -358,7 +361,9 @@ impl Election {
         msg: Notification,
         out: &mut Vec<Action>,
     ) {
-        if !self.is_voter(msg.vote.leader) {
+        // ZOOKEEPER-261: a server whose database is untrusted (last zxid -1)
+        // takes no part, and nobody counts a vote carrying zxid -1.
+        if self.initial.zxid == -1 || msg.vote.zxid == -1 {
             return;
         }
         if let Some(at) = self.finalize_at_ms {
@@ -771,6 +776,32 @@ mod tests {
             matches!(out[..], [Action::Send { to: 9, .. }]),
             "observer answered: {out:?}"
         );
+    }
+
+    #[test]
+    fn votes_for_non_voters_and_with_zxid_minus_one_count_for_nothing() {
+        let mut e = Election::new(1, voters(3), Timing::default());
+        e.start(0, 5, 1);
+        for (from, msg) in [
+            (2, looking(7, 99, 9, 1)), // leader 7 is not a voter
+            (2, looking(3, -1, 9, 1)), // ZOOKEEPER-261
+            (3, looking(3, -1, 9, 1)),
+        ] {
+            assert!(e.step(1, Input::Received { from, msg }).is_empty());
+        }
+        assert_eq!(e.current_vote().leader, 1);
+        // A server with zxid -1 ignores LOOKING votes altogether.
+        let mut untrusted = Election::new(2, voters(3), Timing::default());
+        untrusted.start(0, -1, 0);
+        let out = untrusted.step(
+            1,
+            Input::Received {
+                from: 3,
+                msg: looking(3, 9, 1, 1),
+            },
+        );
+        assert!(out.is_empty());
+        assert_eq!(untrusted.current_vote().leader, 2);
     }
 
     #[test]
