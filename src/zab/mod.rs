@@ -9,6 +9,9 @@
 //! - [`election`] fast leader election as a state machine: notifications,
 //!   ticks and peer connectivity in, notifications to send and the decision
 //!   out (driven by the seeded simulator in `tests/zab_election_sim.rs`).
+//! - [`discovery`] ZAB discovery for the leader and its learners: the new
+//!   epoch from a quorum's accepted epochs, ACKEPOCH, and stepping down when
+//!   a voter is ahead of the leader.
 //! - [`election_wire`] the election port: the connection handshake
 //!   (`QuorumCnxManager.InitialMessage`), the `int length` frame
 //!   (`QuorumCnxManager.SendWorker/RecvWorker`) and fast-leader-election
@@ -21,6 +24,7 @@
 //! length read from the wire is checked against a bound in
 //! `crate::limits::quorum` before anything is sliced or allocated.
 
+pub mod discovery;
 pub mod election;
 pub mod election_wire;
 pub mod quorum_wire;
