@@ -40,6 +40,39 @@ impl FourLetterWhitelist {
     }
 }
 
+/// ZooKeeper's Prometheus provider class: naming it turns the endpoint on.
+pub const PROMETHEUS_PROVIDER_CLASS: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+/// ZooKeeper's built-in providers that export nothing over HTTP (the default).
+const NON_HTTP_PROVIDER_CLASSES: &[&str] = &[
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider",
+    "org.apache.zookeeper.metrics.impl.NullMetricsProvider",
+];
+
+/// The Prometheus endpoint: on when `metricsProvider.className` names
+/// ZooKeeper's Prometheus provider; listens on `metricsProvider.httpHost`
+/// and `metricsProvider.httpPort` (ZooKeeper's defaults 0.0.0.0:7000).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub http_address: IpAddr,
+    pub http_port: u16,
+    /// `metricsProvider.exportJvmInfo`: accepted; there is no JVM, so it
+    /// adds nothing to the output.
+    pub export_jvm_info: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: false,
+            http_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            http_port: 7000,
+            export_jvm_info: true,
+        }
+    }
+}
+
 /// One `server.N=host:quorumPort:electionPort[:role][;[addr:]clientPort]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSpec {
@@ -96,6 +129,8 @@ pub struct Config {
     /// How long a batch waits for more requests before it is logged
     /// (`zookeeper.flushDelay`, ms; 0 = log as soon as the queue is drained).
     pub flush_delay_ms: u64,
+    /// Prometheus `/metrics` endpoint (`metricsProvider.*`).
+    pub metrics: MetricsConfig,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
     /// One line per accepted-but-unused key, logged at startup.
@@ -135,6 +170,7 @@ impl Default for Config {
             batch_requests_max: limits::BATCH_REQUESTS_MAX,
             batch_bytes_max: limits::BATCH_BYTES_MAX,
             flush_delay_ms: 0,
+            metrics: MetricsConfig::default(),
             servers: Vec::new(),
             my_id: None,
             warnings: Vec::new(),
@@ -319,6 +355,10 @@ impl Config {
             "flushDelay" => {
                 self.flush_delay_ms = parse_range(value, 0, limits::FLUSH_DELAY_MS_MAX)?
             }
+            "metricsProvider.className" => self.metrics.enabled = parse_metrics_class(value)?,
+            "metricsProvider.httpHost" => self.metrics.http_address = parse_host(key, value)?,
+            "metricsProvider.httpPort" => self.metrics.http_port = parse_range(value, 1, 65535)?,
+            "metricsProvider.exportJvmInfo" => self.metrics.export_jvm_info = parse_bool(value)?,
             _ if key.starts_with("server.") => self.servers.push(parse_server(key, value)?),
             _ => self.warn_unused(key),
         }
@@ -451,6 +491,37 @@ fn parse_dir(value: &str) -> Result<PathBuf, String> {
         return Err("directory must not be empty".to_string());
     }
     Ok(PathBuf::from(value))
+}
+
+/// True for ZooKeeper's Prometheus provider, false for its built-in ones;
+/// any other class is an error, as in ZooKeeper (QuorumPeerConfig fails
+/// with "metrics provider class was not found" and the server does not start).
+fn parse_metrics_class(value: &str) -> Result<bool, String> {
+    if value == PROMETHEUS_PROVIDER_CLASS {
+        Ok(true)
+    } else if NON_HTTP_PROVIDER_CLASSES.contains(&value) {
+        Ok(false)
+    } else {
+        Err(format!(
+            "metricsProvider.className: '{value}' is not a metrics provider Ferrokeeper has \
+             (it has {PROMETHEUS_PROVIDER_CLASS})"
+        ))
+    }
+}
+
+/// An IP address, or a host name resolved once at startup (ZooKeeper hands
+/// the name to Jetty, which resolves it when it binds).
+fn parse_host(key: &str, value: &str) -> Result<IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = value.parse() {
+        return Ok(ip);
+    }
+    (value, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| addr.ip())
+        .ok_or_else(|| format!("{key}: '{value}' is not an IP address or a known host name"))
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -711,5 +782,43 @@ mod tests {
     #[test]
     fn min_above_max_is_rejected() {
         assert!(Config::parse("minSessionTimeout=5000\nmaxSessionTimeout=4000\n", "z").is_err());
+    }
+
+    #[test]
+    fn metrics_provider_keys_turn_the_endpoint_on_and_are_validated() {
+        let off = Config::parse("dataDir=/tmp/zk\n", "z").unwrap();
+        assert!(!off.metrics.enabled, "off unless the provider is named");
+        let text = "metricsProvider.httpPort=7070\n\
+                    metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+                    metricsProvider.httpHost=127.0.0.1\n\
+                    metricsProvider.exportJvmInfo=false\n";
+        let on = Config::parse(text, "z").unwrap();
+        let want = MetricsConfig {
+            enabled: true,
+            http_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 7070,
+            export_jvm_info: false,
+        };
+        assert_eq!(on.metrics, want);
+        assert!(on.warnings.is_empty(), "{:?}", on.warnings);
+        let default_class =
+            "metricsProvider.className=org.apache.zookeeper.metrics.impl.DefaultMetricsProvider\n";
+        assert!(!Config::parse(default_class, "z").unwrap().metrics.enabled);
+        let err = Config::parse("tickTime=2000\nmetricsProvider.httpPort=70000\n", "zoo.cfg")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("zoo.cfg:2: ") && err.contains("70000"),
+            "{err}"
+        );
+        let err = Config::parse("metricsProvider.className=com.example.Nope\n", "zoo.cfg")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("zoo.cfg:1: ") && err.contains("com.example.Nope"),
+            "{err}"
+        );
+        assert!(Config::parse("metricsProvider.httpHost=no such host!\n", "z").is_err());
+        assert!(Config::parse("metricsProvider.exportJvmInfo=maybe\n", "z").is_err());
     }
 }

@@ -10,11 +10,13 @@
 //! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
+//! - [`metrics`] ZooKeeper's Prometheus `/metrics` endpoint, on a thread of its own.
 //! - [`zab`]     ZooKeeper's quorum wire formats (election and learner protocols).
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod config;
 pub mod limits;
+pub mod metrics;
 pub mod operator;
 pub mod ops;
 pub mod proto;

@@ -199,3 +199,22 @@ pub mod quorum {
     /// hold at most `AUTH_IDS_PER_CONNECTION_MAX` (128) of those.
     pub const QUORUM_AUTHINFO_IDS_MAX: usize = 1024;
 }
+
+/// Bounds of the Prometheus `/metrics` endpoint (`src/metrics`): a scraper,
+/// or anyone who can reach the port, gets a bounded share of one thread's
+/// time and memory and never touches a shard or the pipeline.
+pub mod metrics {
+    use std::time::Duration;
+
+    /// Scrapes served at once; a connection beyond it is answered 503 and
+    /// closed at once (Prometheus scrapes one at a time per target).
+    pub const CONNECTIONS_MAX: usize = 4;
+    /// Largest request head (request line and headers) read; beyond it the
+    /// request is answered 431 and closed. Prometheus sends a few hundred bytes.
+    pub const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+    /// Whole time one connection may take to send its request and take the
+    /// reply; a client slower than this is dropped (slow-loris bound).
+    pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+    /// How often the idle accept loop looks at the shutdown flag.
+    pub const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+}

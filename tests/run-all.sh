@@ -18,6 +18,7 @@ install_deps() {
   # program, which `java` compiles in memory.
   command -v javac >/dev/null || need_apt+=(default-jdk-headless)
   [ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
+  command -v promtool >/dev/null || need_apt+=(prometheus)
   # Without kazoo/pytest, they go into a venv (Debian's Python refuses a
   # system-wide pip install), which needs pip and venv support.
   if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then

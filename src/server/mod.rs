@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::limits;
+use crate::metrics::{MetricsServer, MetricsSources, TreeGauges};
 use log::{run_log, LogDone, LogRequest, LogStage};
 use messages::{ToPipeline, ToShard};
 use pipeline::{Pipeline, PipelineChannels, PipelineStart};
@@ -49,6 +50,8 @@ pub struct SharedState {
     /// until it catches up, so a write answered on one shard is visible to
     /// any read that arrives later on another (as on Apache standalone).
     pub published_zxid: Arc<AtomicI64>,
+    /// The tree's counts for the metrics endpoint; shard 0 stores them.
+    pub tree_gauges: Arc<TreeGauges>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,11 @@ pub enum StartError {
     Executor(String),
     #[error("cannot recover the database: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error("cannot start the /metrics endpoint on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -75,6 +83,7 @@ pub struct RunningServer {
     shutdown: Arc<AtomicBool>,
     exited: Arc<AtomicUsize>,
     handles: Vec<ExecutorJoinHandle<()>>,
+    metrics: Option<MetricsServer>,
 }
 
 /// Counts an executor as exited when its main future ends (or unwinds).
@@ -96,6 +105,9 @@ impl RunningServer {
         self.shutdown.store(true, Ordering::SeqCst);
         for handle in self.handles {
             let _ = handle.join();
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.stop();
         }
         info!("server stopped");
     }
@@ -125,7 +137,11 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         shutdown: Arc::new(AtomicBool::new(false)),
         exited: Arc::new(AtomicUsize::new(0)),
         published_zxid: Arc::new(AtomicI64::new(0)),
+        tree_gauges: Arc::new(TreeGauges::default()),
     });
+    // The recovered tree's counts until the first commit replaces them.
+    shared.tree_gauges.publish(&opened.recovered.tree);
+    let metrics = start_metrics(&cfg, &shared)?;
     let (mut inbox, mut outbox, mut shard_ends) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..shards {
         let (to_pipe_tx, to_pipe_rx) = shared_channel::new_bounded(limits::TO_PIPELINE_CHANNEL_CAP);
@@ -167,6 +183,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         shutdown: shared.shutdown.clone(),
         exited: shared.exited.clone(),
         handles,
+        metrics,
     };
     for _ in 0..shards {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
@@ -183,6 +200,24 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     }
     info!("serving ZooKeeper clients on {addr} with {shards} shard(s)");
     Ok(running)
+}
+
+/// The Prometheus endpoint, when zoo.cfg names ZooKeeper's provider. Like
+/// ZooKeeper, a port it cannot bind stops startup.
+fn start_metrics(cfg: &Config, shared: &SharedState) -> Result<Option<MetricsServer>, StartError> {
+    if !cfg.metrics.enabled {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(cfg.metrics.http_address, cfg.metrics.http_port);
+    let sources = MetricsSources {
+        stats: shared.stats.clone(),
+        tree: shared.tree_gauges.clone(),
+        // As mntr reports it: the per-shard share the shards enforce, times shards.
+        client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
+    };
+    MetricsServer::start(addr, sources)
+        .map(Some)
+        .map_err(|source| StartError::Metrics { addr, source })
 }
 
 /// Our shards bind with SO_REUSEPORT; a bind without it first makes sure no
@@ -321,9 +356,14 @@ async fn run_shard(
     };
     let outbound = glommio::spawn_local(shard.clone().run_outbound(to_pipe)).detach();
     let commits = shard.clone();
+    // One writer for the tree gauges: shard 0 (every shard sees every commit).
+    let tree_gauges = (index == 0).then(|| shared.tree_gauges.clone());
     glommio::spawn_local(async move {
         while let Some(ToShard::Commit(notice)) = from_pipe.recv().await {
             commits.on_commit(*notice);
+            if let Some(gauges) = &tree_gauges {
+                gauges.publish(&commits.version.borrow());
+            }
         }
     })
     .detach();
