@@ -528,6 +528,18 @@ def _order_line(a, b, want, got) -> str:
     )
 
 
+def _unmatched(frames: list, others: list) -> list[int]:
+    """Indices of `frames` with no equal frame left in `others` (a multiset difference)."""
+    rest = list(others)
+    unmatched = []
+    for i, f in enumerate(frames):
+        if f in rest:
+            rest.remove(f)
+        else:
+            unmatched.append(i)
+    return unmatched
+
+
 def compare_outcome(step: str, label: str, want: Outcome, got: Outcome, names=("apache", "ferrokeeper")):
     problems = []
     a, b = names
@@ -538,20 +550,8 @@ def compare_outcome(step: str, label: str, want: Outcome, got: Outcome, names=("
     ]
     if positional:
         # Frames one side has and the other lacks, as multisets (order aside).
-        rest = list(got.frames)
-        only_w = []
-        for i, f in enumerate(want.frames):
-            if f in rest:
-                rest.remove(f)
-            else:
-                only_w.append(i)
-        rest = list(want.frames)
-        only_g = []
-        for i, f in enumerate(got.frames):
-            if f in rest:
-                rest.remove(f)
-            else:
-                only_g.append(i)
+        only_w = _unmatched(want.frames, got.frames)
+        only_g = _unmatched(got.frames, want.frames)
         if not only_w and not only_g:
             problems.append(f"{head}: the same {len(want.frames)} frames in another order\n" + _order_line(a, b, want, got))
         elif len(only_w) + len(only_g) < len(positional):
