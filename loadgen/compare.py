@@ -208,8 +208,8 @@ class Server(compat_servers.Server):
             # 0 = no per-IP connection limit (both servers).
             "maxClientCnxns": "0",
         }
-        if self.kind == "apache":
-            cfg["admin.enableServer"] = "false"
+        # No AdminServer on either (its default port 8080 would collide).
+        cfg["admin.enableServer"] = "false"
         return cfg
 
     def command_line(self) -> list[str]:

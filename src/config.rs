@@ -73,6 +73,35 @@ impl Default for MetricsConfig {
     }
 }
 
+/// ZooKeeper 3.5+'s HTTP AdminServer (`admin.*`, also spelled
+/// `zookeeper.admin.*` as ZooKeeper reads them as system properties): on by
+/// default, at 0.0.0.0:8080 under `/commands`, as ZooKeeper's JettyAdminServer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `admin.enableServer`.
+    pub enabled: bool,
+    /// `admin.serverAddress`.
+    pub address: IpAddr,
+    /// `admin.serverPort`.
+    pub port: u16,
+    /// `admin.commandURL`: the path the command list is served under.
+    pub command_url: String,
+    /// `admin.idleTimeout`, ms: how long one HTTP connection may take.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 8080,
+            command_url: "/commands".to_string(),
+            idle_timeout_ms: 30_000,
+        }
+    }
+}
+
 /// One `server.N=host:quorumPort:electionPort[:role][;[addr:]clientPort]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSpec {
@@ -131,6 +160,8 @@ pub struct Config {
     pub flush_delay_ms: u64,
     /// Prometheus `/metrics` endpoint (`metricsProvider.*`).
     pub metrics: MetricsConfig,
+    /// HTTP AdminServer (`admin.*`).
+    pub admin: AdminConfig,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
     /// One line per accepted-but-unused key, logged at startup.
@@ -171,6 +202,11 @@ impl Default for Config {
             batch_bytes_max: limits::BATCH_BYTES_MAX,
             flush_delay_ms: 0,
             metrics: MetricsConfig::default(),
+            // Without a config file everything listens on loopback only.
+            admin: AdminConfig {
+                address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ..AdminConfig::default()
+            },
             servers: Vec::new(),
             my_id: None,
             warnings: Vec::new(),
@@ -241,6 +277,7 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let mut cfg = Config {
             client_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            admin: AdminConfig::default(),
             ..Config::default()
         };
         let mut saw = Seen::default();
@@ -359,6 +396,14 @@ impl Config {
             "metricsProvider.httpHost" => self.metrics.http_address = parse_host(key, value)?,
             "metricsProvider.httpPort" => self.metrics.http_port = parse_range(value, 1, 65535)?,
             "metricsProvider.exportJvmInfo" => self.metrics.export_jvm_info = parse_bool(value)?,
+            "admin.enableServer" => self.admin.enabled = parse_bool(value)?,
+            "admin.serverAddress" => self.admin.address = parse_host(key, value)?,
+            "admin.serverPort" => self.admin.port = parse_range(value, 1, 65535)?,
+            "admin.commandURL" => self.admin.command_url = parse_command_url(value)?,
+            "admin.idleTimeout" => {
+                self.admin.idle_timeout_ms =
+                    parse_range(value, 1, limits::admin::IDLE_TIMEOUT_MS_MAX)?
+            }
             _ if key.starts_with("server.") => self.servers.push(parse_server(key, value)?),
             _ => self.warn_unused(key),
         }
@@ -459,6 +504,11 @@ fn is_known_key(key: &str) -> bool {
             | "jute.maxbuffer"
             | "maxBatchSize"
             | "flushDelay"
+            | "admin.enableServer"
+            | "admin.serverAddress"
+            | "admin.serverPort"
+            | "admin.commandURL"
+            | "admin.idleTimeout"
     )
 }
 
@@ -522,6 +572,18 @@ fn parse_host(key: &str, value: &str) -> Result<IpAddr, String> {
         .and_then(|mut addrs| addrs.next())
         .map(|addr| addr.ip())
         .ok_or_else(|| format!("{key}: '{value}' is not an IP address or a known host name"))
+}
+
+/// A path starting with `/`, without a trailing `/` (Jetty maps the servlet
+/// at `<url>/*`), query or fragment.
+fn parse_command_url(value: &str) -> Result<String, String> {
+    let url = value.trim_end_matches('/');
+    if !value.starts_with('/') || url.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "admin.commandURL: '{value}' is not a path starting with '/'"
+        ));
+    }
+    Ok(url.to_string())
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -720,12 +782,40 @@ mod tests {
     #[test]
     fn unused_keys_are_accepted_with_one_warning_each() {
         let cfg = Config::parse(
-            "ssl.keyStore.location=/x\nserverCnxnFactory=org.Foo\nadmin.serverPort=8080\nmyCustomKey=1\n",
+            "ssl.keyStore.location=/x\nserverCnxnFactory=org.Foo\nadmin.httpVersion=11\nmyCustomKey=1\n",
             "zoo.cfg",
         )
         .unwrap();
         assert_eq!(cfg.warnings.len(), 4);
         assert!(cfg.warnings[3].contains("myCustomKey"));
+    }
+
+    #[test]
+    fn admin_keys_are_validated_with_or_without_the_zookeeper_prefix() {
+        let cfg = Config::parse("", "zoo.cfg").unwrap();
+        assert_eq!(cfg.admin, AdminConfig::default());
+        assert!(cfg.admin.enabled, "on by default, as in ZooKeeper");
+        let text = "admin.enableServer=false\nzookeeper.admin.serverPort=9090\n\
+                    admin.serverAddress=127.0.0.1\nadmin.commandURL=/cmds/\nadmin.idleTimeout=5000\n";
+        let cfg = Config::parse(text, "zoo.cfg").unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let want = AdminConfig {
+            enabled: false,
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 9090,
+            command_url: "/cmds".to_string(),
+            idle_timeout_ms: 5000,
+        };
+        assert_eq!(cfg.admin, want);
+        let err = Config::parse("tickTime=2000\nadmin.serverPort=http\n", "z.cfg").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("z.cfg:2: 'http' is not a whole number"),
+            "{err}"
+        );
+        assert!(Config::parse("admin.enableServer=yes\n", "z").is_err());
+        assert!(Config::parse("admin.commandURL=commands\n", "z").is_err());
+        assert!(Config::parse("admin.idleTimeout=0\n", "z").is_err());
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
+//! - [`http`]    the minimal bounded HTTP/1.1 server `/metrics` and the AdminServer share.
+//! - [`admin`]   ZooKeeper's HTTP AdminServer (`/commands/<name>`, JSON), on threads of its own.
 //! - [`metrics`] ZooKeeper's Prometheus `/metrics` endpoint, on a thread of its own.
 //! - [`zab`]     ZooKeeper's quorum wire formats (election and learner protocols).
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
+pub mod admin;
 pub mod config;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod operator;

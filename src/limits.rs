@@ -218,3 +218,18 @@ pub mod metrics {
     /// How often the idle accept loop looks at the shutdown flag.
     pub const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 }
+
+/// The HTTP AdminServer (`src/admin`): bounds of its small HTTP server.
+pub mod admin {
+    use std::time::Duration;
+
+    /// Requests served at once; one beyond it is answered 503 and closed.
+    pub const CONNECTIONS_MAX: usize = 8;
+    /// Largest request head read; beyond it the request is answered 431.
+    pub const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+    /// Largest `admin.idleTimeout` accepted (ms): one connection's deadline
+    /// is this timeout, so a bound keeps a slow client from holding a thread.
+    pub const IDLE_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+    /// How often the idle accept loop looks at the shutdown flag.
+    pub const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+}

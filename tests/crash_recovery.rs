@@ -45,7 +45,7 @@ impl Node {
             .unwrap()
             .port();
         let cfg = format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{extra}",
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nadmin.enableServer=false\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{extra}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();

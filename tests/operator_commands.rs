@@ -139,7 +139,7 @@ impl Instance {
         let dir = fresh_dir();
         let cfg = dir.join("zoo.cfg");
         let text = format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n{extra}",
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nadmin.enableServer=false\nclientPortAddress=127.0.0.1\n{extra}",
             dir.join("data").display()
         );
         fs::write(&cfg, text).expect("write zoo.cfg");
@@ -452,7 +452,7 @@ fn bad_input_gets_one_clear_line() {
     fs::write(
         &ensemble,
         format!(
-            "tickTime=2000\ndataDir={}\nclientPort={}\nserver.1=127.0.0.1:2888:3888\n",
+            "tickTime=2000\ndataDir={}\nclientPort={}\nadmin.enableServer=false\nserver.1=127.0.0.1:2888:3888\n",
             fk.dir.join("ens").display(),
             fk.port
         ),

@@ -323,7 +323,7 @@ fn metrics_port_in_use_stops_startup() {
     let metrics_port = taken.local_addr().expect("addr").port();
     let port = free_port();
     let (_, stderr) = expect_startup_failure(&format!(
-        "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+        "dataDir=DATA\nclientPort={port}\nadmin.enableServer=false\nclientPortAddress=127.0.0.1\n\
          metricsProvider.className={PROMETHEUS_CLASS}\nmetricsProvider.httpHost=127.0.0.1\n\
          metricsProvider.httpPort={metrics_port}\n"
     ));

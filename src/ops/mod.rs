@@ -51,7 +51,8 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
     }
 }
 
-fn mode() -> &'static str {
+/// The server's role, as srvr's `Mode:` and mntr's `zk_server_state` say it.
+pub(crate) fn mode() -> &'static str {
     "standalone"
 }
 
@@ -107,26 +108,63 @@ fn cons(shard: &Shard) -> String {
 }
 
 fn envi(shard: &Shard) -> String {
+    let mut s = "Environment:\n".to_string();
+    for (key, value) in envi_pairs(&shard.cfg) {
+        let _ = writeln!(s, "{key}={value}");
+    }
+    s
+}
+
+/// envi's `key=value` pairs (also the AdminServer's `environment`).
+pub(crate) fn envi_pairs(cfg: &crate::config::Config) -> Vec<(&'static str, String)> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    format!(
-        "Environment:\nzookeeper.version={}\nhost.name={}\nos.name={}\nos.arch={}\nuser.dir={}\nferrokeeper.shards={}\n",
-        version_line(),
-        host.trim(),
-        std::env::consts::OS,
-        std::env::consts::ARCH,
-        cwd,
-        shard.cfg.shards(),
-    )
+    vec![
+        ("zookeeper.version", version_line()),
+        ("host.name", host.trim().to_string()),
+        ("os.name", std::env::consts::OS.to_string()),
+        ("os.arch", std::env::consts::ARCH.to_string()),
+        ("user.dir", cwd),
+        ("ferrokeeper.shards", cfg.shards().to_string()),
+    ]
+}
+
+/// The tree's counts mntr reports (from a shard's tree version, or from the
+/// `TreeGauges` shard 0 publishes for other threads).
+pub(crate) struct TreeCounts {
+    pub znode_count: u64,
+    pub ephemerals_count: u64,
+    pub approximate_data_bytes: i64,
+    pub last_zxid: i64,
 }
 
 fn mntr(shard: &Shard, t: &Totals) -> String {
     let version = shard.version.borrow();
-    let uptime: Duration = shard.stats.started.elapsed();
-    let client_buffer_limit = shard.client_bytes_max * shard.cfg.shards();
-    let rows: [(&str, String); 20] = [
+    let tree = TreeCounts {
+        znode_count: version.zk_node_count() as u64,
+        ephemerals_count: version.ephemeral_count() as u64,
+        approximate_data_bytes: version.approximate_data_bytes(),
+        last_zxid: version.last_zxid(),
+    };
+    let client_buffer_limit = (shard.client_bytes_max * shard.cfg.shards()) as u64;
+    let mut s = String::new();
+    for (key, value) in mntr_rows(&shard.stats, t, &tree, client_buffer_limit) {
+        let _ = writeln!(s, "{key}\t{value}");
+    }
+    s
+}
+
+/// mntr's rows, in order (also the AdminServer's `monitor`).
+pub(crate) fn mntr_rows(
+    stats: &crate::server::stats::ServerStats,
+    t: &Totals,
+    tree: &TreeCounts,
+    client_buffer_limit: u64,
+) -> [(&'static str, String); 20] {
+    let uptime: Duration = stats.started.elapsed();
+    [
         ("zk_version", version_line()),
         ("zk_server_state", mode().to_string()),
         ("zk_avg_latency", format!("{:.1}", t.latency_avg_ms as f64)),
@@ -136,19 +174,16 @@ fn mntr(shard: &Shard, t: &Totals) -> String {
         ("zk_packets_sent", t.packets_sent.to_string()),
         ("zk_num_alive_connections", t.connections.to_string()),
         ("zk_outstanding_requests", t.outstanding.to_string()),
-        ("zk_znode_count", version.zk_node_count().to_string()),
+        ("zk_znode_count", tree.znode_count.to_string()),
         ("zk_watch_count", t.watch_count.to_string()),
-        ("zk_ephemerals_count", version.ephemeral_count().to_string()),
+        ("zk_ephemerals_count", tree.ephemerals_count.to_string()),
         (
             "zk_approximate_data_size",
-            version.approximate_data_bytes().to_string(),
+            tree.approximate_data_bytes.to_string(),
         ),
-        (
-            "zk_global_sessions",
-            shard.stats.session_count().to_string(),
-        ),
+        ("zk_global_sessions", stats.session_count().to_string()),
         ("zk_uptime", uptime.as_millis().to_string()),
-        ("zk_last_zxid", format!("0x{:x}", version.last_zxid())),
+        ("zk_last_zxid", format!("0x{:x}", tree.last_zxid)),
         ("zk_rejected_frames", t.frames_rejected.to_string()),
         // Ferrokeeper's own: what it holds for clients, against its bound.
         ("zk_client_buffer_bytes", t.client_buffer_bytes.to_string()),
@@ -157,12 +192,7 @@ fn mntr(shard: &Shard, t: &Totals) -> String {
             client_buffer_limit.to_string(),
         ),
         ("zk_slow_clients_closed", t.slow_clients_closed.to_string()),
-    ];
-    let mut s = String::new();
-    for (key, value) in rows {
-        let _ = writeln!(s, "{key}\t{value}");
-    }
-    s
+    ]
 }
 
 fn wchs(t: &Totals) -> String {

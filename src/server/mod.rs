@@ -29,6 +29,7 @@ use socket2::{Domain, Socket, Type};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use tracing::{info, warn};
 
+use crate::admin::{AdminServer, AdminSources};
 use crate::config::Config;
 use crate::limits;
 use crate::metrics::{MetricsServer, MetricsSources, TreeGauges};
@@ -70,6 +71,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the AdminServer on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -84,6 +90,7 @@ pub struct RunningServer {
     exited: Arc<AtomicUsize>,
     handles: Vec<ExecutorJoinHandle<()>>,
     metrics: Option<MetricsServer>,
+    admin: Option<AdminServer>,
 }
 
 /// Counts an executor as exited when its main future ends (or unwinds).
@@ -108,6 +115,9 @@ impl RunningServer {
         }
         if let Some(metrics) = self.metrics {
             metrics.stop();
+        }
+        if let Some(admin) = self.admin {
+            admin.stop();
         }
         info!("server stopped");
     }
@@ -142,6 +152,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     // The recovered tree's counts until the first commit replaces them.
     shared.tree_gauges.publish(&opened.recovered.tree);
     let metrics = start_metrics(&cfg, &shared)?;
+    let admin = start_admin(&cfg, &shared)?;
     let (mut inbox, mut outbox, mut shard_ends) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..shards {
         let (to_pipe_tx, to_pipe_rx) = shared_channel::new_bounded(limits::TO_PIPELINE_CHANNEL_CAP);
@@ -184,6 +195,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         exited: shared.exited.clone(),
         handles,
         metrics,
+        admin,
     };
     for _ in 0..shards {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
@@ -218,6 +230,25 @@ fn start_metrics(cfg: &Config, shared: &SharedState) -> Result<Option<MetricsSer
     MetricsServer::start(addr, sources)
         .map(Some)
         .map_err(|source| StartError::Metrics { addr, source })
+}
+
+/// The HTTP AdminServer unless `admin.enableServer=false`. Like standalone
+/// ZooKeeper (ZooKeeperServerMain exits with "Unable to start AdminServer"),
+/// a port it cannot bind stops startup.
+fn start_admin(cfg: &Arc<Config>, shared: &SharedState) -> Result<Option<AdminServer>, StartError> {
+    if !cfg.admin.enabled {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(cfg.admin.address, cfg.admin.port);
+    let sources = AdminSources {
+        cfg: cfg.clone(),
+        stats: shared.stats.clone(),
+        tree: shared.tree_gauges.clone(),
+        client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
+    };
+    AdminServer::start(sources)
+        .map(Some)
+        .map_err(|source| StartError::Admin { addr, source })
 }
 
 /// Our shards bind with SO_REUSEPORT; a bind without it first makes sure no

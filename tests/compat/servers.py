@@ -126,9 +126,9 @@ class Server:
             "4lw.commands.whitelist": "*",
             "extendedTypesEnabled": "true",
         }
-        if self.kind == "apache":
-            cfg["admin.enableServer"] = "false"
-        else:
+        # No AdminServer on either (its default port 8080 would collide).
+        cfg["admin.enableServer"] = "false"
+        if self.kind != "apache":
             # Two shards even on small machines (whose default is one), so the
             # tests cover sessions and watches spread over shards.
             cfg["ferrokeeper.shards"] = "2"

@@ -1,0 +1,290 @@
+//! ZooKeeper 3.5+'s HTTP AdminServer (`admin.*` in zoo.cfg): `GET
+//! {commandURL}` lists the commands, `GET {commandURL}/<name>` runs one and
+//! answers JSON with the keys and value types of ZooKeeper 3.9's
+//! `Commands.java` (through its `JsonOutputter`: `command`, `error`, then the
+//! command's own keys).
+//!
+//! Like `/metrics` it runs on threads of its own (`crate::http`) and reads
+//! only what the server publishes for other threads: [`ServerStats`]'
+//! atomics, the tree's [`TreeGauges`] and the configuration. None of the
+//! commands served here requires auth in ZooKeeper 3.9 (only snapshot and
+//! restore do, and they are not served).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{self, percent_decode, status_only, Bounds, HttpServer, Request};
+use crate::limits::admin as bounds;
+use crate::metrics::TreeGauges;
+use crate::ops;
+use crate::server::stats::ServerStats;
+
+/// What the commands read; cheap to clone into the HTTP threads.
+#[derive(Clone)]
+pub struct AdminSources {
+    pub cfg: Arc<Config>,
+    pub stats: Arc<ServerStats>,
+    pub tree: Arc<TreeGauges>,
+    /// The server-wide client buffer bound in force (all shards together).
+    pub client_buffer_limit_bytes: u64,
+}
+
+/// The commands served: ZooKeeper's primary name first, then its aliases.
+pub const COMMANDS: &[&[&str]] = &[
+    &["configuration", "conf", "config"],
+    &["connection_stat_reset", "crst"],
+    &["dirs"],
+    &["environment", "env", "envi"],
+    &["is_read_only", "isro"],
+    &["monitor", "mntr"],
+    &["ruok"],
+    &["server_stats", "srvr"],
+    &["stat_reset", "srst"],
+    &["watch_summary", "wchs"],
+];
+
+/// ZooKeeper's `JsonOutputter` content type.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// The running AdminServer; `stop` ends its accept thread and waits for it.
+pub struct AdminServer {
+    server: HttpServer,
+}
+
+impl AdminServer {
+    /// Binds `admin.serverAddress:admin.serverPort` (failing if it cannot)
+    /// and starts serving.
+    pub fn start(sources: AdminSources) -> io::Result<AdminServer> {
+        let admin = &sources.cfg.admin;
+        let addr = SocketAddr::new(admin.address, admin.port);
+        let limits = Bounds {
+            connections_max: bounds::CONNECTIONS_MAX,
+            head_bytes_max: bounds::REQUEST_HEAD_BYTES_MAX,
+            deadline: Duration::from_millis(admin.idle_timeout_ms),
+            accept_poll: bounds::ACCEPT_POLL_INTERVAL,
+        };
+        let url = admin.command_url.clone();
+        let handler = Arc::new(move |req: &Request| respond(req, &sources));
+        let server = HttpServer::start("admin", addr, limits, handler)?;
+        info!("AdminServer on http://{}{url}", server.addr());
+        Ok(AdminServer { server })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    pub fn stop(self) {
+        self.server.stop();
+    }
+}
+
+fn respond(req: &Request, src: &AdminSources) -> Vec<u8> {
+    let url = src.cfg.admin.command_url.as_str();
+    let with_body = match req.method {
+        "GET" => true,
+        "HEAD" => false,
+        _ => return status_only(405, "Method Not Allowed"),
+    };
+    let rest = match req.path.strip_prefix(url) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return status_only(404, "Not Found"),
+    };
+    let name = percent_decode(rest.trim_start_matches('/'));
+    if name.is_empty() {
+        // CommandListServlet: one link per command, each followed by <br/>;
+        // it sets no content type (Apache 3.8's Jetty sends none).
+        let mut body = String::new();
+        let mut names: Vec<&str> = COMMANDS.iter().map(|names| names[0]).collect();
+        names.sort_unstable();
+        for name in names {
+            body.push_str(&format!("<a href=\"{url}/{name}\">{name}</a>\n<br/>\n"));
+        }
+        return http::reply(200, "OK", "", body.as_bytes(), with_body);
+    }
+    let body = run_command(&name, src);
+    let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    text.push('\n');
+    // ZooKeeper answers an unknown command with 200 and its `error` set.
+    http::reply(200, "OK", JSON_CONTENT_TYPE, text.as_bytes(), with_body)
+}
+
+/// One command's response map (`CommandResponse.toMap`): `command` (its
+/// primary name, whatever alias was asked; the name as asked when unknown),
+/// `error` (null unless it failed), then its own keys.
+pub fn run_command(name: &str, src: &AdminSources) -> Value {
+    let primary = COMMANDS
+        .iter()
+        .find(|names| names.contains(&name))
+        .map(|names| names[0]);
+    let mut out = Map::new();
+    let Some(primary) = primary else {
+        out.insert("command".into(), json!(name));
+        out.insert("error".into(), json!(format!("Unknown command: {name}")));
+        return Value::Object(out);
+    };
+    out.insert("command".into(), json!(primary));
+    out.insert("error".into(), Value::Null);
+    let data = command_data(primary, src);
+    out.extend(data);
+    Value::Object(out)
+}
+
+fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
+    let cfg = &src.cfg;
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    match primary {
+        "ruok" => {}
+        "configuration" => {
+            put("client_port", json!(cfg.client_port));
+            put("data_dir", json!(cfg.data_dir.display().to_string()));
+            put(
+                "data_log_dir",
+                json!(cfg.data_log_dir.display().to_string()),
+            );
+            put("tick_time", json!(cfg.tick_time_ms));
+            put("max_client_cnxns", json!(cfg.max_client_cnxns));
+            put("min_session_timeout", json!(cfg.min_session_timeout_ms));
+            put("max_session_timeout", json!(cfg.max_session_timeout_ms));
+            put("server_id", json!(cfg.my_id.unwrap_or(0)));
+            put("client_port_listen_backlog", json!(-1));
+        }
+        // Both reset the server's counters, as the four-letter words do.
+        "connection_stat_reset" | "stat_reset" => src.stats.reset(),
+        // As the `dirs` four-letter word reports them.
+        "dirs" => {
+            put("datadir_size", json!(0));
+            put("logdir_size", json!(0));
+        }
+        "environment" => {
+            for (key, value) in ops::envi_pairs(cfg) {
+                put(key, json!(value));
+            }
+        }
+        "is_read_only" => put("read_only", json!(false)),
+        "monitor" => {
+            for (key, value) in mntr_rows(src) {
+                put(key.trim_start_matches("zk_"), typed(&value));
+            }
+        }
+        "server_stats" => {
+            let t = src.stats.totals();
+            let tree = tree_counts(&src.tree);
+            let buffer = json!({
+                "last_buffer_size": -1,
+                "min_buffer_size": -1,
+                "max_buffer_size": -1,
+            });
+            put("version", json!(ops::version_line()));
+            put("read_only", json!(false));
+            put(
+                "server_stats",
+                json!({
+                    "packets_sent": t.packets_sent,
+                    "packets_received": t.packets_received,
+                    "max_latency": t.latency_max_ms,
+                    "min_latency": t.latency_min_ms,
+                    "avg_latency": t.latency_avg_ms as f64,
+                    "outstanding_requests": t.outstanding,
+                    "last_processed_zxid": tree.last_zxid,
+                    "data_dir_size": 0,
+                    "log_dir_size": 0,
+                    "server_state": ops::mode(),
+                    "num_alive_client_connections": t.connections,
+                    "uptime": src.stats.started.elapsed().as_millis() as u64,
+                    "provider_null": false,
+                    "fsync_threshold_exceed_count": 0,
+                    "non_mtlslocal_conn_count": 0,
+                    "non_mtlsremote_conn_count": 0,
+                    "auth_failed_count": 0,
+                    "client_response_stats": buffer.clone(),
+                }),
+            );
+            put("client_response", buffer);
+            put("node_count", json!(tree.znode_count));
+        }
+        "watch_summary" => {
+            let t = src.stats.totals();
+            put("num_connections", json!(t.watching_connections));
+            put("num_paths", json!(t.watched_paths));
+            put("num_total_watches", json!(t.watch_count));
+        }
+        _ => {}
+    }
+    m
+}
+
+fn tree_counts(g: &TreeGauges) -> ops::TreeCounts {
+    use std::sync::atomic::Ordering::Relaxed;
+    ops::TreeCounts {
+        znode_count: g.znode_count.load(Relaxed),
+        ephemerals_count: g.ephemerals_count.load(Relaxed),
+        approximate_data_bytes: g.approximate_data_bytes.load(Relaxed),
+        last_zxid: g.last_zxid.load(Relaxed),
+    }
+}
+
+fn mntr_rows(src: &AdminSources) -> [(&'static str, String); 20] {
+    let t = src.stats.totals();
+    let tree = tree_counts(&src.tree);
+    ops::mntr_rows(&src.stats, &t, &tree, src.client_buffer_limit_bytes)
+}
+
+/// mntr's text values as JSON: whole numbers and decimals as numbers (as
+/// ZooKeeper's `dumpMonitorValues` puts longs and doubles), the rest as strings.
+fn typed(value: &str) -> Value {
+    if let Ok(n) = value.parse::<i64>() {
+        return json!(n);
+    }
+    match value.parse::<f64>() {
+        Ok(x) if x.is_finite() => json!(x),
+        _ => json!(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> AdminSources {
+        AdminSources {
+            cfg: Arc::new(Config::default()),
+            stats: Arc::new(ServerStats::new(1)),
+            tree: Arc::new(TreeGauges::default()),
+            client_buffer_limit_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn every_response_has_command_and_error() {
+        let src = sources();
+        for names in COMMANDS {
+            for name in names.iter() {
+                let v = run_command(name, &src);
+                assert_eq!(v["command"], json!(names[0]), "{v}");
+                assert!(v["error"].is_null(), "{v}");
+            }
+        }
+        let v = run_command("nope", &src);
+        assert_eq!(v["error"], json!("Unknown command: nope"));
+    }
+
+    #[test]
+    fn mntr_values_keep_their_types() {
+        let v = run_command("mntr", &sources());
+        assert!(v["version"].is_string(), "{v}");
+        assert!(v["znode_count"].is_u64(), "{v}");
+        assert!(v["avg_latency"].is_number(), "{v}");
+        assert!(v.get("zk_version").is_none(), "{v}");
+        assert_eq!(typed("0x1f"), json!("0x1f"));
+    }
+}

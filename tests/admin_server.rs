@@ -1,0 +1,328 @@
+//! ZooKeeper's HTTP AdminServer (`admin.*`), against the built binary: the
+//! command list, commands' JSON keys and value types as ZooKeeper 3.9's
+//! `Commands.java` has them, an unknown command, `admin.enableServer=false`,
+//! a taken admin port, and a bad `admin.serverPort` line.
+//!
+//! The expected key sets were also checked by hand against Apache 3.8.0's
+//! AdminServer on this machine (Debian's zookeeper.jar with the jetty9,
+//! servlet-api and jackson jars on the class path): every key listed here is
+//! in its answer with the same JSON type; `command` is the primary name
+//! (`/commands/srvr` answers `"command": "server_stats"`); an unknown command
+//! is 200 with `"error": "Unknown command: <name>"`; the command list is sent
+//! without a Content-Type.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::Value;
+
+/// Bound on one HTTP exchange and on waiting for a process.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A server with the AdminServer on a free loopback port, and that address.
+fn start_with_admin() -> (Server, SocketAddr) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let server = Server::start(&[
+        ("admin.enableServer", "true"),
+        ("admin.serverAddress", "127.0.0.1"),
+        ("admin.serverPort", &port_text),
+    ]);
+    (server, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// One HTTP/1.1 GET; returns (status, content type, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the AdminServer");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read reply");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {reply:?}"));
+    let content_type = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map_or(String::new(), |(_, v)| v.trim().to_string());
+    (status, content_type, body.to_string())
+}
+
+/// GETs a command, checks 200 + JSON + `command` (its primary name) and
+/// `error` (null), returns the object.
+fn command(addr: SocketAddr, name: &str, primary: &str) -> serde_json::Map<String, Value> {
+    let (status, content_type, body) = get(addr, &format!("/commands/{name}"));
+    assert_eq!(status, 200, "{name}: {body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{name}: {content_type}"
+    );
+    let value: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"));
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: not an object: {body}"));
+    assert_eq!(object["command"], Value::from(primary), "{body}");
+    assert!(object["error"].is_null(), "{name}: {body}");
+    object.clone()
+}
+
+/// Every key in `keys` is present with the JSON type ZooKeeper 3.9 gives it
+/// ('n' number, 's' string, 'b' bool, 'o' object).
+fn expect_keys(what: &str, object: &serde_json::Map<String, Value>, keys: &[(&str, char)]) {
+    for (key, kind) in keys {
+        let value = object
+            .get(*key)
+            .unwrap_or_else(|| panic!("{what}: no '{key}' in {object:?}"));
+        let ok = match kind {
+            'n' => value.is_number(),
+            's' => value.is_string(),
+            'b' => value.is_boolean(),
+            'o' => value.is_object(),
+            _ => unreachable!(),
+        };
+        assert!(ok, "{what}: '{key}' is {value}, expected kind {kind}");
+    }
+}
+
+/// Keys and types from ZooKeeper 3.9's Commands.java (SrvrCommand, ConfCommand,
+/// ZooKeeperServerConf.toMap, ServerStats' getters through Jackson's snake case).
+const SRVR_KEYS: &[(&str, char)] = &[
+    ("version", 's'),
+    ("read_only", 'b'),
+    ("server_stats", 'o'),
+    ("client_response", 'o'),
+    ("node_count", 'n'),
+];
+const SERVER_STATS_KEYS: &[(&str, char)] = &[
+    ("packets_sent", 'n'),
+    ("packets_received", 'n'),
+    ("max_latency", 'n'),
+    ("min_latency", 'n'),
+    ("avg_latency", 'n'),
+    ("outstanding_requests", 'n'),
+    ("last_processed_zxid", 'n'),
+    ("data_dir_size", 'n'),
+    ("log_dir_size", 'n'),
+    ("server_state", 's'),
+    ("num_alive_client_connections", 'n'),
+    ("uptime", 'n'),
+    ("provider_null", 'b'),
+    ("fsync_threshold_exceed_count", 'n'),
+    ("auth_failed_count", 'n'),
+    ("non_mtlslocal_conn_count", 'n'),
+    ("non_mtlsremote_conn_count", 'n'),
+    ("client_response_stats", 'o'),
+];
+const CONF_KEYS: &[(&str, char)] = &[
+    ("client_port", 'n'),
+    ("data_dir", 's'),
+    ("data_log_dir", 's'),
+    ("tick_time", 'n'),
+    ("max_client_cnxns", 'n'),
+    ("min_session_timeout", 'n'),
+    ("max_session_timeout", 'n'),
+    ("server_id", 'n'),
+    ("client_port_listen_backlog", 'n'),
+];
+const MNTR_KEYS: &[(&str, char)] = &[
+    ("version", 's'),
+    ("server_state", 's'),
+    ("avg_latency", 'n'),
+    ("max_latency", 'n'),
+    ("min_latency", 'n'),
+    ("packets_received", 'n'),
+    ("packets_sent", 'n'),
+    ("num_alive_connections", 'n'),
+    ("outstanding_requests", 'n'),
+    ("znode_count", 'n'),
+    ("watch_count", 'n'),
+    ("ephemerals_count", 'n'),
+    ("approximate_data_size", 'n'),
+    ("uptime", 'n'),
+];
+
+#[test]
+fn commands_answer_json_with_zookeeper_keys() {
+    if common::is_apache() {
+        return;
+    }
+    let (server, admin) = start_with_admin();
+    let (status, content_type, body) = get(admin, "/commands");
+    assert_eq!(status, 200, "{body}");
+    assert!(content_type.is_empty(), "{content_type}");
+    for name in [
+        "ruok",
+        "server_stats",
+        "monitor",
+        "configuration",
+        "environment",
+    ] {
+        let link = format!("<a href=\"/commands/{name}\">{name}</a>");
+        assert!(body.contains(&link), "{link} not in {body}");
+    }
+    assert_eq!(
+        command(admin, "ruok", "ruok").len(),
+        2,
+        "ruok has only command and error"
+    );
+    let srvr = command(admin, "srvr", "server_stats");
+    expect_keys("srvr", &srvr, SRVR_KEYS);
+    expect_keys(
+        "srvr.server_stats",
+        srvr["server_stats"].as_object().unwrap(),
+        SERVER_STATS_KEYS,
+    );
+    assert_eq!(srvr["server_stats"]["server_state"], "standalone");
+    expect_keys(
+        "server_stats",
+        &command(admin, "server_stats", "server_stats"),
+        SRVR_KEYS,
+    );
+    let mntr = command(admin, "mntr", "monitor");
+    expect_keys("mntr", &mntr, MNTR_KEYS);
+    assert!(mntr.keys().all(|k| !k.starts_with("zk_")), "{mntr:?}");
+    let conf = command(admin, "conf", "configuration");
+    expect_keys("conf", &conf, CONF_KEYS);
+    assert_eq!(conf["client_port"], Value::from(server.port()));
+    expect_keys(
+        "envi",
+        &command(admin, "envi", "environment"),
+        &[("zookeeper.version", 's'), ("os.name", 's')],
+    );
+    expect_keys(
+        "isro",
+        &command(admin, "isro", "is_read_only"),
+        &[("read_only", 'b')],
+    );
+    expect_keys(
+        "dirs",
+        &command(admin, "dirs", "dirs"),
+        &[("datadir_size", 'n'), ("logdir_size", 'n')],
+    );
+    expect_keys(
+        "wchs",
+        &command(admin, "wchs", "watch_summary"),
+        &[
+            ("num_connections", 'n'),
+            ("num_paths", 'n'),
+            ("num_total_watches", 'n'),
+        ],
+    );
+    command(admin, "srst", "stat_reset");
+    command(admin, "crst", "connection_stat_reset");
+    // ZooKeeper: 200, with the reason in `error`.
+    let (status, content_type, body) = get(admin, "/commands/nosuchcommand");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let value: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(value["command"], "nosuchcommand");
+    assert_eq!(value["error"], "Unknown command: nosuchcommand");
+    let (status, _, _) = get(admin, "/elsewhere");
+    assert_eq!(status, 404);
+    // The client port still answers.
+    assert_eq!(server.four_letter("ruok"), "imok");
+}
+
+#[test]
+fn disabled_admin_server_listens_nowhere() {
+    if common::is_apache() {
+        return;
+    }
+    let port = free_port();
+    let port_text = port.to_string();
+    let server = Server::start(&[
+        ("admin.enableServer", "false"),
+        ("admin.serverAddress", "127.0.0.1"),
+        ("admin.serverPort", &port_text),
+    ]);
+    assert_eq!(server.four_letter("ruok"), "imok");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        TcpStream::connect_timeout(&addr, WAIT).is_err(),
+        "something listens on {addr}"
+    );
+}
+
+/// Runs the binary on `cfg_text` (DATA = a fresh data dir) and expects it to
+/// exit with an error within WAIT; returns (config path, stderr).
+fn expect_startup_failure(cfg_text: &str) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "ferrokeeper-test-{}-admin-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("zoo.cfg");
+    let text = cfg_text.replace("DATA", &dir.join("data").display().to_string());
+    std::fs::write(&cfg, text).expect("write zoo.cfg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrokeeper");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferrokeeper kept running:\n{cfg_text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+    (cfg.display().to_string(), stderr)
+}
+
+#[test]
+fn bad_admin_port_names_file_and_line() {
+    let port = free_port();
+    let (cfg, stderr) = expect_startup_failure(&format!(
+        "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.serverPort=80a\n"
+    ));
+    assert!(stderr.contains(&format!("{cfg}:4: ")), "{stderr}");
+    assert!(stderr.contains("'80a' is not a whole number"), "{stderr}");
+}
+
+/// Standalone ZooKeeper (ZooKeeperServerMain) exits with "Unable to start
+/// AdminServer" when the admin port cannot be bound; so does Ferrokeeper.
+#[test]
+fn admin_port_in_use_stops_startup() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin_port = taken.local_addr().expect("addr").port();
+    let port = free_port();
+    let (_, stderr) = expect_startup_failure(&format!(
+        "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+         admin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n"
+    ));
+    assert!(stderr.contains("cannot start the AdminServer"), "{stderr}");
+    drop(taken);
+}
