@@ -13,21 +13,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Server;
+use common::{expect_startup_failure, free_port, http, Server};
 use serde_json::Value;
 
 /// Bound on one HTTP exchange and on waiting for a process.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
 
 /// A server with the AdminServer on a free loopback port, and that address.
 fn start_with_admin() -> (Server, SocketAddr) {
@@ -39,28 +32,6 @@ fn start_with_admin() -> (Server, SocketAddr) {
         ("admin.serverPort", &port_text),
     ]);
     (server, SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
-/// One HTTP/1.1 GET; returns (status, content type, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the AdminServer");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read reply");
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {reply:?}"));
-    let content_type = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .map_or(String::new(), |(_, v)| v.trim().to_string());
-    (status, content_type, body.to_string())
 }
 
 /// GETs a command, checks 200 + JSON + `command` (its primary name) and
@@ -156,6 +127,12 @@ const MNTR_KEYS: &[(&str, char)] = &[
     ("approximate_data_size", 'n'),
     ("uptime", 'n'),
 ];
+
+/// One GET; returns (status, content type, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let reply = http::request(addr, "GET", path, WAIT);
+    (reply.status, reply.content_type, reply.body)
+}
 
 #[test]
 fn commands_answer_json_with_zookeeper_keys() {
@@ -262,52 +239,15 @@ fn disabled_admin_server_listens_nowhere() {
     );
 }
 
-/// Runs the binary on `cfg_text` (DATA = a fresh data dir) and expects it to
-/// exit with an error within WAIT; returns (config path, stderr).
-fn expect_startup_failure(cfg_text: &str) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "ferrokeeper-test-{}-admin-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cfg = dir.join("zoo.cfg");
-    let text = cfg_text.replace("DATA", &dir.join("data").display().to_string());
-    std::fs::write(&cfg, text).expect("write zoo.cfg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrokeeper");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferrokeeper kept running:\n{cfg_text}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    assert!(!status.success(), "exit status {status}");
-    let _ = std::fs::remove_dir_all(&dir);
-    (cfg.display().to_string(), stderr)
-}
-
 #[test]
 fn bad_admin_port_names_file_and_line() {
     let port = free_port();
-    let (cfg, stderr) = expect_startup_failure(&format!(
-        "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.serverPort=80a\n"
-    ));
+    let (cfg, stderr) = expect_startup_failure(
+        &format!(
+            "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.serverPort=80a\n"
+        ),
+        WAIT,
+    );
     assert!(stderr.contains(&format!("{cfg}:4: ")), "{stderr}");
     assert!(stderr.contains("'80a' is not a whole number"), "{stderr}");
 }
@@ -319,10 +259,13 @@ fn admin_port_in_use_stops_startup() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let admin_port = taken.local_addr().expect("addr").port();
     let port = free_port();
-    let (_, stderr) = expect_startup_failure(&format!(
-        "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+    let (_, stderr) = expect_startup_failure(
+        &format!(
+            "dataDir=DATA\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
          admin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n"
-    ));
+        ),
+        WAIT,
+    );
     assert!(stderr.contains("cannot start the AdminServer"), "{stderr}");
     drop(taken);
 }

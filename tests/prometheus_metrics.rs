@@ -6,13 +6,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::Conn;
-use common::Server;
+use common::{expect_startup_failure, free_port, http, Server};
 
 const PROMETHEUS_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 /// Bound on one HTTP exchange and on waiting for a value to move.
@@ -50,11 +50,6 @@ const ZK_NAMES_ENDING_IN_COUNT: &[&str] = &[
     "max_file_descriptor_count",
 ];
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// A server with the endpoint on a free loopback port; returns it and the endpoint.
 fn start_with_metrics() -> (Server, SocketAddr) {
     let port = free_port();
@@ -66,23 +61,6 @@ fn start_with_metrics() -> (Server, SocketAddr) {
         ("metricsProvider.exportJvmInfo", "true"),
     ]);
     (server, SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
-/// One HTTP/1.1 request; returns (status code, body).
-fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to /metrics");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read reply");
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {reply:?}"));
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
 }
 
 fn scrape(addr: SocketAddr) -> String {
@@ -161,6 +139,12 @@ fn promtool_check(text: &str) {
     }
 }
 
+/// One request; returns (status code, body).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let reply = http::request(addr, method, path, WAIT);
+    (reply.status, reply.body)
+}
+
 #[test]
 fn metrics_use_zookeeper_names_and_move_with_the_tree() {
     let (server, metrics) = start_with_metrics();
@@ -237,10 +221,15 @@ fn idle_scrapers_are_bounded_and_do_not_stall_clients() {
     let idle: Vec<TcpStream> = (0..ferrokeeper::limits::metrics::CONNECTIONS_MAX)
         .map(|_| TcpStream::connect_timeout(&metrics, WAIT).expect("idle connection"))
         .collect();
-    // Let the accept loop take all of them before the next one arrives.
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, _) = http(metrics, "GET", "/metrics");
-    assert_eq!(status, 503, "a connection beyond the bound is refused");
+    // Until the accept loop has taken all of them, one more may still be
+    // served; once it has, the next is refused (bounded wait, no sleep).
+    let deadline = Instant::now() + WAIT;
+    while http(metrics, "GET", "/metrics").0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "a connection beyond the bound is refused"
+        );
+    }
     let started = Instant::now();
     assert_eq!(server.four_letter("ruok"), "imok");
     assert!(
@@ -255,53 +244,16 @@ fn idle_scrapers_are_bounded_and_do_not_stall_clients() {
     }
 }
 
-/// Runs the binary on `cfg_text` (written as zoo.cfg in a temp dir) and expects it to exit
-/// with an error; returns (zoo.cfg path, stderr).
-fn expect_startup_failure(cfg_text: &str) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "ferrokeeper-test-{}-prom-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let cfg = dir.join("zoo.cfg");
-    let text = cfg_text.replace("DATA", &dir.join("data").display().to_string());
-    std::fs::write(&cfg, text).expect("write zoo.cfg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrokeeper");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferrokeeper started despite a bad config:\n{cfg_text}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    assert!(!status.success(), "exit status {status}");
-    let _ = std::fs::remove_dir_all(&dir);
-    (cfg.display().to_string(), stderr)
-}
-
 #[test]
 fn bad_metrics_port_names_file_and_line() {
     let port = free_port();
-    let (cfg, stderr) = expect_startup_failure(&format!(
-        "dataDir=DATA\nclientPort={port}\nmetricsProvider.className={PROMETHEUS_CLASS}\n\
+    let (cfg, stderr) = expect_startup_failure(
+        &format!(
+            "dataDir=DATA\nclientPort={port}\nmetricsProvider.className={PROMETHEUS_CLASS}\n\
          metricsProvider.httpPort=70000\n"
-    ));
+        ),
+        WAIT,
+    );
     assert!(stderr.contains(&format!("{cfg}:4: ")), "{stderr}");
     assert!(stderr.contains("70000 is out of range"), "{stderr}");
 }
@@ -309,9 +261,12 @@ fn bad_metrics_port_names_file_and_line() {
 #[test]
 fn unknown_metrics_provider_class_stops_startup() {
     let port = free_port();
-    let (cfg, stderr) = expect_startup_failure(&format!(
+    let (cfg, stderr) = expect_startup_failure(
+        &format!(
         "dataDir=DATA\nclientPort={port}\nmetricsProvider.className=com.example.NoSuchProvider\n"
-    ));
+        ),
+        WAIT,
+    );
     assert!(stderr.contains(&format!("{cfg}:3: ")), "{stderr}");
     assert!(stderr.contains("com.example.NoSuchProvider"), "{stderr}");
 }
@@ -322,11 +277,14 @@ fn metrics_port_in_use_stops_startup() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let metrics_port = taken.local_addr().expect("addr").port();
     let port = free_port();
-    let (_, stderr) = expect_startup_failure(&format!(
+    let (_, stderr) = expect_startup_failure(
+        &format!(
         "dataDir=DATA\nclientPort={port}\nadmin.enableServer=false\nclientPortAddress=127.0.0.1\n\
          metricsProvider.className={PROMETHEUS_CLASS}\nmetricsProvider.httpHost=127.0.0.1\n\
          metricsProvider.httpPort={metrics_port}\n"
-    ));
+        ),
+        WAIT,
+    );
     assert!(
         stderr.contains("cannot start the /metrics endpoint"),
         "{stderr}"

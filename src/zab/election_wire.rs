@@ -97,12 +97,17 @@ impl ElectionAddr {
 
     /// A wildcard address (0.0.0.0, ::) cannot be dialled back; Java drops it
     /// (`InitialMessage.isWildcardAddress`). Hostnames are never wildcards here
-    /// (Java resolves them; no real name resolves to the any-address).
+    /// (Java resolves them; no real name resolves to the any-address). Decided
+    /// on the text alone, as the rest of this codec: an all-zero dotted quad,
+    /// or an IPv6 literal of zeros and colons only.
     pub fn is_wildcard(&self) -> bool {
-        self.host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_unspecified())
-            .unwrap_or(false)
+        let host = self.host.as_str();
+        let zero_quad = host.split('.').count() == 4
+            && host
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b == b'0'));
+        let zero_v6 = host.contains(':') && host.bytes().all(|b| b == b'0' || b == b':');
+        zero_quad || zero_v6
     }
 }
 
@@ -516,6 +521,20 @@ mod tests {
             decode_initial_message(&buf),
             Ok((InitialMessage::Legacy { sid: 7 }, 8))
         );
+    }
+
+    #[test]
+    fn wildcards_are_the_zero_addresses_only() {
+        let addr = |host: &str| ElectionAddr {
+            host: host.to_string(),
+            port: 3888,
+        };
+        for host in ["0.0.0.0", "::", "0:0:0:0:0:0:0:0", "::0"] {
+            assert!(addr(host).is_wildcard(), "{host}");
+        }
+        for host in ["10.0.0.0", "127.0.0.1", "::1", "0.0.0", "zk1", "0.0.0.0.0"] {
+            assert!(!addr(host).is_wildcard(), "{host}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod raw;
 
 use std::fs;
@@ -165,7 +166,8 @@ fn terminate_pid(pid: u32, grace: Duration) {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on right now (picked by the kernel).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     l.local_addr().unwrap().port()
 }
@@ -566,4 +568,40 @@ pub async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, body: F) {
     {
         panic!("test did not finish within {secs} s");
     }
+}
+
+/// Runs our binary on `cfg_text` (written as zoo.cfg in a fresh temp dir;
+/// `DATA` in it becomes a data dir there) and expects it to exit with an
+/// error within `wait`; returns (zoo.cfg path, stderr).
+pub fn expect_startup_failure(cfg_text: &str, wait: Duration) -> (String, String) {
+    let dir = fresh_dir();
+    let cfg = dir.join("zoo.cfg");
+    let text = cfg_text.replace("DATA", &dir.join("data").display().to_string());
+    fs::write(&cfg, text).expect("write zoo.cfg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrokeeper");
+    let deadline = Instant::now() + wait;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferrokeeper kept running with a config it should refuse:\n{cfg_text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "exit status {status}");
+    let _ = fs::remove_dir_all(&dir);
+    (cfg.display().to_string(), stderr)
 }
