@@ -198,6 +198,20 @@ pub mod quorum {
     /// REQUEST carries its client's auth ids plus `ip:<addr>`, and sessions
     /// hold at most `AUTH_IDS_PER_CONNECTION_MAX` (128) of those.
     pub const QUORUM_AUTHINFO_IDS_MAX: usize = 1024;
+    /// Proposals a leader has in flight (proposed, not committed); at it,
+    /// `Leader::propose` refuses and the pipeline stops taking writes until
+    /// commits free room. Ten times ZooKeeper's `globalOutstandingLimit`
+    /// default, so group commit batches are never the limit.
+    pub const OUTSTANDING_PROPOSALS_MAX: usize = 10_000;
+    /// Committed zxids a leader keeps (8 bytes each) to sync a lagging
+    /// learner by DIFF; one further behind gets a SNAP. ZooKeeper keeps 500
+    /// proposals in memory plus its on-disk log up to a third of the
+    /// snapshot's size; this is `snapCount`'s default, the most txns a log
+    /// holds between two snapshots.
+    pub const COMMITTED_HISTORY_TXNS_MAX: usize = 100_000;
+    /// Proposals a learner has logged but not seen committed; a leader that
+    /// sends more is out of ZAB's bounds and is left (back to election).
+    pub const LEARNER_PENDING_PROPOSALS_MAX: usize = 2 * OUTSTANDING_PROPOSALS_MAX;
 }
 
 /// Bounds of the Prometheus `/metrics` endpoint (`src/metrics`): a scraper,

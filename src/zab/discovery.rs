@@ -141,6 +141,13 @@ impl LeaderDiscovery {
         (leader, out)
     }
 
+    /// The learner's connection closed: it hears LEADERINFO only if it
+    /// connects again (what it sent before still counts: its epoch was
+    /// read, and its ACKEPOCH was persisted on its side).
+    pub fn learner_gone(&mut self, sid: Sid) {
+        self.waiting.remove(&sid);
+    }
+
     /// The proposed epoch, once a quorum has connected.
     pub fn new_epoch(&self) -> Option<i64> {
         (self.phase != Phase::Connecting).then_some(self.epoch)

@@ -224,6 +224,16 @@ impl Election {
         self.decided.unwrap_or(self.proposal)
     }
 
+    /// `QuorumPeer.updateElectionVote` (ZOOKEEPER-1732): once the leader
+    /// is active (on the leader) or UPTODATE arrived (on a learner), the
+    /// decided vote carries the new epoch, so every member of the ensemble
+    /// names the same (leader, peerEpoch) to a server that starts up later.
+    pub fn update_epoch(&mut self, new_epoch: i64) {
+        if let Some(vote) = self.decided.as_mut() {
+            vote.peer_epoch = new_epoch;
+        }
+    }
+
     fn is_voter(&self, sid: Sid) -> bool {
         self.voters.contains(&sid)
     }

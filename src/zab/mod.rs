@@ -1,6 +1,7 @@
 //! Replication on ZooKeeper 3.8/3.9's own server-to-server protocols, built
 //! as pure cores (no sockets, clocks or files) that a runtime will drive: so
-//! far the wire formats, byte for byte, and fast leader election. The
+//! far the wire formats, byte for byte, fast leader election, and the
+//! leader's and learners' discovery, sync and broadcast. The
 //! protocol facts were checked against the Apache sources (`release-3.9.5`,
 //! same formats in `release-3.8.0`); the project's notes on them are
 //! `zk-quorum.md` in the team's workbench (sections 1-3).
@@ -12,6 +13,13 @@
 //! - [`discovery`] ZAB discovery for the leader and its learners: the new
 //!   epoch from a quorum's accepted epochs, ACKEPOCH, and stepping down when
 //!   a voter is ahead of the leader.
+//! - [`sync`] the leader's choice of DIFF, TRUNC or SNAP for a learner
+//!   (TRUNC only when provably safe).
+//! - [`leader`] the leader after its election: discovery, each learner's
+//!   sync, the NEWLEADER barrier, proposals, ACK counting, commits in order,
+//!   pings and the liveness rules.
+//! - [`learner`] a follower or an observer: discovery, sync with the
+//!   durable-before-ACK ordering, ACKs after fsync, COMMIT/INFORM in order.
 //! - [`election_wire`] the election port: the connection handshake
 //!   (`QuorumCnxManager.InitialMessage`), the `int length` frame
 //!   (`QuorumCnxManager.SendWorker/RecvWorker`) and fast-leader-election
@@ -27,7 +35,10 @@
 pub mod discovery;
 pub mod election;
 pub mod election_wire;
+pub mod leader;
+pub mod learner;
 pub mod quorum_wire;
+pub mod sync;
 
 use crate::proto::jute::DecodeError;
 
