@@ -136,6 +136,9 @@ pub struct Config {
     pub frame_bytes_max: usize,
     pub four_letter_whitelist: FourLetterWhitelist,
     pub extended_types_enabled: bool,
+    /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`):
+    /// hard quotas refuse writes, soft ones are logged.
+    pub enforce_quota: bool,
     /// `DigestAuthenticationProvider.superDigest` = `super:<base64 sha1>`.
     pub super_digest: Option<String>,
     /// Container/TTL reaper period (`znode.container.checkIntervalMs`).
@@ -192,6 +195,7 @@ impl Default for Config {
             frame_bytes_max: limits::FRAME_BYTES_MAX_DEFAULT,
             four_letter_whitelist: FourLetterWhitelist::Only(["srvr".to_string()].into()),
             extended_types_enabled: false,
+            enforce_quota: false,
             super_digest: None,
             container_check_interval_ms: 60_000,
             shard_count: 0,
@@ -354,6 +358,7 @@ impl Config {
             }
             "4lw.commands.whitelist" => self.four_letter_whitelist = parse_whitelist(value),
             "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
+            "enforceQuota" => self.enforce_quota = parse_bool(value)?,
             "DigestAuthenticationProvider.superDigest" => {
                 if !value.contains(':') {
                     return Err("superDigest must be 'user:base64digest'".to_string());
@@ -501,6 +506,7 @@ fn is_known_key(key: &str) -> bool {
         key,
         "DigestAuthenticationProvider.superDigest"
             | "extendedTypesEnabled"
+            | "enforceQuota"
             | "jute.maxbuffer"
             | "maxBatchSize"
             | "flushDelay"
@@ -827,6 +833,17 @@ mod tests {
             let cfg = Config::parse(&format!("{key}=super:abc=\n"), "zoo.cfg").unwrap();
             assert_eq!(cfg.super_digest.as_deref(), Some("super:abc="));
         }
+    }
+
+    #[test]
+    fn enforce_quota_accepted_with_or_without_prefix() {
+        assert!(!Config::parse("", "zoo.cfg").unwrap().enforce_quota);
+        for key in ["enforceQuota", "zookeeper.enforceQuota"] {
+            let cfg = Config::parse(&format!("{key}=true\n"), "zoo.cfg").unwrap();
+            assert!(cfg.enforce_quota, "{key}");
+            assert!(cfg.warnings.is_empty(), "{key}: {:?}", cfg.warnings);
+        }
+        assert!(Config::parse("enforceQuota=yes\n", "zoo.cfg").is_err());
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const MULTI_OPS_MAX: usize = 10_000;
 /// A multiRead whose reply would exceed this closes its connection: its ops
 /// repeat reads, so a request of a few KB could ask for gigabytes.
 pub const MULTI_READ_REPLY_BYTES_MAX: usize = 64 << 20;
+/// Repeats of one quota warning are logged at most once per this many ms
+/// (ZooKeeper's RateLogger interval for checkQuota).
+pub const QUOTA_LOG_INTERVAL_MS: u64 = 100;
 /// Entries in one vector field (ACL list, setWatches path lists, ...).
 pub const VECTOR_LEN_MAX: usize = 1 << 20;
 

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod log;
 pub mod messages;
 pub mod pipeline;
+pub mod quota_log;
 pub mod reads;
 pub mod registry;
 pub mod replies;

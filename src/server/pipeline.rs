@@ -18,6 +18,7 @@ use super::batch::{Batch, BatchBounds, Pending};
 use super::inbox::{forward_log, forward_shard, Inbox};
 use super::log::{LogDone, LogRequest};
 use super::messages::*;
+use super::quota_log::QuotaLog;
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{CreateMode, ErrorCode, Request, SessionId, Zxid};
@@ -43,6 +44,8 @@ pub struct Pipeline {
     next_zxid: Zxid,
     started: Instant,
     prep_options: PrepOptions,
+    /// Quota limits writes went over (`enforceQuota`), logged rate limited.
+    quota_log: QuotaLog,
     /// The identity the server itself acts with (session close, reaping).
     system_auth: AuthInfo,
     published_zxid: Arc<AtomicI64>,
@@ -62,6 +65,7 @@ impl Pipeline {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
+            enforce_quota: cfg.enforce_quota,
         };
         let mut sessions = SessionTable::new(server_id, unix_ms() as u64, start.secret);
         for (id, timeout_ms) in start.sessions.iter() {
@@ -77,6 +81,7 @@ impl Pipeline {
             log_failed: false,
             started: Instant::now(),
             prep_options,
+            quota_log: QuotaLog::default(),
             system_auth: AuthInfo::superuser(),
             published_zxid,
             cfg,
@@ -256,7 +261,18 @@ impl Pipeline {
                 let Some(req) = write_req(&msg.body, &other) else {
                     return WriteOutcome::Error(ErrorCode::Unimplemented);
                 };
-                match self.tree.prep(&header, req, &msg.auth, &self.prep_options) {
+                let mut exceeded = Vec::new();
+                let prepped = self.tree.prep_noting_quotas(
+                    &header,
+                    req,
+                    &msg.auth,
+                    &self.prep_options,
+                    &mut exceeded,
+                );
+                for over in exceeded {
+                    self.quota_log.note(over.to_string(), Instant::now());
+                }
+                match prepped {
                     Ok(op) => WriteOutcome::Txn(self.commit_txn(header, op, batch)),
                     Err(code) => WriteOutcome::Error(code),
                 }

@@ -177,6 +177,8 @@ fn decode_body(body: &[u8], db_id: DbId) -> Result<LoadedSnapshot, DecodeError> 
     let zxid = r.i64()?;
     let sessions = decode_sessions(&mut r)?;
     let mut tree = decode_nodes(&mut r)?;
+    // As ZooKeeper's snapshot load: quota stats are recomputed, not trusted.
+    tree.setup_quotas();
     if !r.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes"));
     }

@@ -189,6 +189,7 @@ impl Model {
         };
         let opts = PrepOptions {
             extended_types_enabled: true,
+            ..PrepOptions::default()
         };
         match self.tree.prep(&hdr, req, &AuthInfo::superuser(), &opts) {
             Ok(op) => Some((hdr, op)),
@@ -731,6 +732,59 @@ fn a_snapshot_round_trips_and_can_be_written_from_another_thread() {
         snapshot::read_snapshot(&written, [4; 16], zxid).is_err(),
         "other database"
     );
+}
+
+#[test]
+fn a_loaded_snapshot_recounts_quota_stats_and_rebuilds_the_quota_index() {
+    let mut tree = DataTree::new();
+    let mut zxid = 0;
+    let mut apply = |tree: &mut DataTree, op: TxnOp| {
+        zxid += 1;
+        let hdr = TxnHeader {
+            session_id: 1,
+            cxid: 1,
+            zxid,
+            time_ms: 1,
+        };
+        assert!(!tree.apply(&hdr, &op, &mut Vec::new()).is_error(), "{op:?}");
+    };
+    let create = |path: &str, data: &'static [u8]| TxnOp::Create {
+        path: path.to_string(),
+        data: Some(Bytes::from_static(data)),
+        acl: Acl::open_unsafe(),
+        ephemeral_owner: 0,
+        parent_cversion: -1,
+        kind: CreateKind::Create,
+    };
+    apply(&mut tree, create("/q", b"q"));
+    apply(&mut tree, create("/zookeeper/quota/q", b""));
+    apply(
+        &mut tree,
+        create("/zookeeper/quota/q/zookeeper_limits", b"count=5,bytes=-1"),
+    );
+    apply(
+        &mut tree,
+        create("/zookeeper/quota/q/zookeeper_stats", b"count=0,bytes=0"),
+    );
+    // Stats a client wrote by hand are not what a load trusts.
+    let stats_path = "/zookeeper/quota/q/zookeeper_stats";
+    apply(
+        &mut tree,
+        TxnOp::SetData {
+            path: stats_path.to_string(),
+            data: Some(Bytes::from_static(b"count=99,bytes=99")),
+            version: 1,
+        },
+    );
+    let dir = TempDir::new("snap-quota");
+    let written =
+        write_snapshot(dir.path(), [3; 16], &tree, &OpenSessions::new()).expect("written");
+    let loaded = snapshot::read_snapshot(&written, [3; 16], tree.last_zxid()).expect("loads");
+    let stats = loaded.tree.get(stats_path).expect("stats node");
+    assert_eq!(stats.data.as_deref(), Some(&b"count=1,bytes=1"[..]));
+    assert_eq!(stats.stat.version, 1, "recounted in place");
+    assert_eq!(loaded.tree.quota_prefix("/q/a").as_deref(), Some("/q"));
+    loaded.tree.assert_invariants();
 }
 
 #[test]

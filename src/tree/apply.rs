@@ -114,6 +114,9 @@ impl DataTree {
         };
         let node_acl = node.acl.clone();
         self.insert_linked_node(node_path.clone(), node);
+        // After the reply's stat was taken: ZooKeeper's create2 reply shows
+        // a new stats node's data length as the client sent it.
+        self.note_quota_create(new.path, parent_path, data_len(new.data) as i64);
         events.push(event(EventType::NodeCreated, node_path, node_acl));
         events.push(event(
             EventType::NodeChildrenChanged,
@@ -159,6 +162,7 @@ impl DataTree {
             .expect("checked above");
         self.unindex_owner(node_path, node.kind());
         self.data_bytes -= path::java_len(node_path) + data_len(&node.data) as i64;
+        self.note_quota_delete(node_path, parent_path, data_len(&node.data) as i64);
         events.push(event(EventType::NodeDeleted, node_key, node.acl.clone()));
         events.push(event(
             EventType::NodeChildrenChanged,
@@ -185,6 +189,7 @@ impl DataTree {
         node.stat.version = version;
         let (stat, acl) = (node.stat, node.acl.clone());
         self.data_bytes += data_bytes_delta;
+        self.note_quota_set_data(node_path, data_bytes_delta);
         events.push(event(EventType::NodeDataChanged, node_path.into(), acl));
         Ok(TxnResult::SetData(stat))
     }

@@ -15,9 +15,12 @@ mod apply;
 pub mod node;
 pub mod path;
 mod prep;
+pub mod quota;
 mod restore;
 pub mod txn;
 
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +34,7 @@ pub use acl_cache::AclCache;
 pub use node::{data_len, node_data, Data, Node, NodeData, NodeKind};
 pub use path::{basename, parent, validate_path, validate_path_sequential};
 pub use prep::{CreateReq, PrepOptions, WriteReq};
+pub use quota::{QuotaExceeded, StatsTrack};
 pub use restore::{Assembler, RestoredNode};
 pub use txn::{CreateKind, TreeEvent, TxnHeader, TxnOp, TxnResult};
 
@@ -77,6 +81,8 @@ pub struct DataTree {
     data_bytes: i64,
     last_zxid: i64,
     acls: acl_cache::AclCache,
+    /// Paths with a quota (see `quota.rs`); empty unless quotas are set.
+    quotas: quota::QuotaIndex,
 }
 
 impl Default for DataTree {
@@ -101,6 +107,7 @@ impl DataTree {
             data_bytes: 0,
             last_zxid: 0,
             acls: acl_cache::AclCache::default(),
+            quotas: quota::QuotaIndex::new(),
         };
         let open = tree.acls.intern(&Acl::open_unsafe());
         tree.insert_system_node(path::ROOT, open.clone(), Stat::default());

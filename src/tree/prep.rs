@@ -2,11 +2,12 @@
 //! `PrepRequestProcessor`, including the order of its checks (which decides
 //! the error a client sees when several apply).
 
-use super::node::Data;
+use super::node::{data_len, Data};
 
 use super::acl::{check_acl, fix_acl, AuthInfo};
 use super::node::{ttl_owner, Node, NodeKind};
 use super::path::{self, validate_path};
+use super::quota::QuotaExceeded;
 use super::txn::{multi_error_codes, CreateKind, TxnHeader, TxnOp};
 use super::DataTree;
 use crate::proto::{perms, Acl, CreateMode, ErrorCode, CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS};
@@ -15,6 +16,21 @@ use crate::proto::{perms, Acl, CreateMode, ErrorCode, CONTAINER_EPHEMERAL_OWNER,
 pub struct PrepOptions {
     /// zoo.cfg `extendedTypesEnabled`: allows TTL nodes.
     pub extended_types_enabled: bool,
+    /// `zookeeper.enforceQuota`: creates and setData are checked against
+    /// the quotas (hard limits refuse, soft ones are reported).
+    pub enforce_quota: bool,
+}
+
+/// What the quota check of one request reads and reports.
+struct QuotaCheck<'t> {
+    /// The tree before the request. ZooKeeper checks against its committed
+    /// tree, not its outstanding changes, so every op of a multi is checked
+    /// against the tree before the multi: a multi can take a subtree past a
+    /// hard limit that each op alone stays within. (For single writes the
+    /// newest tree is used: ZooKeeper's committed tree may lag pipelined
+    /// writes, which is a race there, not a rule.)
+    before: &'t DataTree,
+    exceeded: &'t mut Vec<QuotaExceeded>,
 }
 
 /// A create / create2 / createContainer / createTTL request.
@@ -68,9 +84,27 @@ impl DataTree {
         auth: &AuthInfo,
         opts: &PrepOptions,
     ) -> Result<TxnOp, ErrorCode> {
+        self.prep_noting_quotas(hdr, req, auth, opts, &mut Vec::new())
+    }
+
+    /// [`DataTree::prep`], appending the quota limits the request goes over
+    /// (with `enforce_quota`) to `exceeded`, for the caller to log as
+    /// ZooKeeper does: soft ones let the write through, a hard one fails it.
+    pub fn prep_noting_quotas(
+        &self,
+        hdr: &TxnHeader,
+        req: WriteReq<'_>,
+        auth: &AuthInfo,
+        opts: &PrepOptions,
+        exceeded: &mut Vec<QuotaExceeded>,
+    ) -> Result<TxnOp, ErrorCode> {
+        let mut quota = QuotaCheck {
+            before: self,
+            exceeded,
+        };
         match req {
-            WriteReq::Multi(reqs) => Ok(self.prep_multi(hdr, reqs, auth, opts)),
-            single => self.prep_single(hdr, single, auth, opts),
+            WriteReq::Multi(reqs) => Ok(self.prep_multi(hdr, reqs, auth, opts, &mut quota)),
+            single => self.prep_single(hdr, single, auth, opts, &mut quota),
         }
     }
 
@@ -80,16 +114,17 @@ impl DataTree {
         req: WriteReq<'_>,
         auth: &AuthInfo,
         opts: &PrepOptions,
+        quota: &mut QuotaCheck<'_>,
     ) -> Result<TxnOp, ErrorCode> {
         match req {
-            WriteReq::Create(create) => self.prep_create(hdr, create, auth, opts),
+            WriteReq::Create(create) => self.prep_create(hdr, create, auth, opts, quota),
             WriteReq::Delete { path, version } => self.prep_delete(path, version, auth),
             WriteReq::DeleteContainer { path } => self.prep_delete_container(path),
             WriteReq::SetData {
                 path,
                 data,
                 version,
-            } => self.prep_set_data(path, data, version, auth),
+            } => self.prep_set_data(path, data, version, auth, opts, quota),
             WriteReq::SetAcl { path, acl, version } => self.prep_set_acl(path, acl, version, auth),
             WriteReq::Check { path, version } => self.prep_check(path, version, auth),
             // Nested multis cannot be encoded on the wire.
@@ -105,13 +140,14 @@ impl DataTree {
         reqs: Vec<WriteReq<'_>>,
         auth: &AuthInfo,
         opts: &PrepOptions,
+        quota: &mut QuotaCheck<'_>,
     ) -> TxnOp {
         let op_count = reqs.len();
         let mut scratch = self.clone();
         let mut ops = Vec::with_capacity(op_count);
         let mut events_discarded = Vec::new();
         for (index, req) in reqs.into_iter().enumerate() {
-            match scratch.prep_single(hdr, req, auth, opts) {
+            match scratch.prep_single(hdr, req, auth, opts, quota) {
                 Ok(op) => {
                     let result = scratch.apply(hdr, &op, &mut events_discarded);
                     assert!(!result.is_error(), "a prepped op applies cleanly");
@@ -130,6 +166,7 @@ impl DataTree {
         req: CreateReq<'_>,
         auth: &AuthInfo,
         opts: &PrepOptions,
+        quota: &mut QuotaCheck<'_>,
     ) -> Result<TxnOp, ErrorCode> {
         let mode = CreateMode::from_flags(req.flags).ok_or(ErrorCode::BadArguments)?;
         if mode.is_ttl() && !opts.extended_types_enabled {
@@ -160,6 +197,12 @@ impl DataTree {
         }
         if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        if opts.enforce_quota {
+            let bytes = data_len(&req.data) as i64;
+            quota
+                .before
+                .check_quota(&final_path, bytes, 1, quota.exceeded)?;
         }
         Ok(TxnOp::Create {
             path: final_path,
@@ -210,8 +253,17 @@ impl DataTree {
         data: Data,
         version: i32,
         auth: &AuthInfo,
+        opts: &PrepOptions,
+        quota: &mut QuotaCheck<'_>,
     ) -> Result<TxnOp, ErrorCode> {
         let node = self.checked_node(path, perms::WRITE, auth)?;
+        if opts.enforce_quota {
+            // The old length from this tree: in a multi, earlier ops count.
+            let bytes_delta = data_len(&data) as i64 - data_len(&node.data) as i64;
+            quota
+                .before
+                .check_quota(path, bytes_delta, 0, quota.exceeded)?;
+        }
         check_version(node.stat.version, version)?;
         Ok(TxnOp::SetData {
             path: path.to_string(),
