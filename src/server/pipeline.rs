@@ -62,6 +62,7 @@ impl Pipeline {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
+            x509_acls: cfg.tls.secure_client_port.is_some(),
         };
         let mut sessions = SessionTable::new(server_id, unix_ms() as u64, start.secret);
         for (id, timeout_ms) in start.sessions.iter() {

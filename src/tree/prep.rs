@@ -15,6 +15,9 @@ use crate::proto::{perms, Acl, CreateMode, ErrorCode, CONTAINER_EPHEMERAL_OWNER,
 pub struct PrepOptions {
     /// zoo.cfg `extendedTypesEnabled`: allows TTL nodes.
     pub extended_types_enabled: bool,
+    /// The `x509` scheme is valid in ACLs: ZooKeeper registers its provider
+    /// only with a secure client port (`QuorumPeerConfig.configureSSLAuth`).
+    pub x509_acls: bool,
 }
 
 /// A create / create2 / createContainer / createTTL request.
@@ -90,7 +93,9 @@ impl DataTree {
                 data,
                 version,
             } => self.prep_set_data(path, data, version, auth),
-            WriteReq::SetAcl { path, acl, version } => self.prep_set_acl(path, acl, version, auth),
+            WriteReq::SetAcl { path, acl, version } => {
+                self.prep_set_acl(path, acl, version, auth, opts)
+            }
             WriteReq::Check { path, version } => self.prep_check(path, version, auth),
             // Nested multis cannot be encoded on the wire.
             WriteReq::Multi(_) => Err(ErrorCode::BadArguments),
@@ -144,7 +149,7 @@ impl DataTree {
             Some(parent) if !req.path.contains('\0') => parent,
             _ => return Err(ErrorCode::BadArguments),
         };
-        let acl = fix_acl(req.acl, auth)?;
+        let acl = fix_acl(req.acl, auth, opts.x509_acls)?;
         let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
         if !check_acl(&parent.acl, perms::CREATE, auth) {
             return Err(ErrorCode::NoAuth);
@@ -226,9 +231,10 @@ impl DataTree {
         acl: &[Acl],
         version: i32,
         auth: &AuthInfo,
+        opts: &PrepOptions,
     ) -> Result<TxnOp, ErrorCode> {
         validate_path(path)?;
-        let acl = fix_acl(acl, auth)?;
+        let acl = fix_acl(acl, auth, opts.x509_acls)?;
         let node = self.checked_node(path, perms::ADMIN, auth)?;
         check_version(node.stat.aversion, version)?;
         Ok(TxnOp::SetAcl {
