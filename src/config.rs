@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use crate::limits;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -165,6 +166,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// HTTP AdminServer (`admin.*`).
     pub admin: AdminConfig,
+    /// Client TLS (`secureClientPort`, `ssl.*`).
+    pub tls: TlsConfig,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
     /// One line per accepted-but-unused key, logged at startup.
@@ -211,6 +214,7 @@ impl Default for Config {
                 address: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 ..AdminConfig::default()
             },
+            tls: TlsConfig::default(),
             servers: Vec::new(),
             my_id: None,
             warnings: Vec::new(),
@@ -220,9 +224,6 @@ impl Default for Config {
 
 /// Keys ZooKeeper knows that we accept and ignore (with one warning each).
 const IGNORED_KEYS: &[&str] = &[
-    "secureClientPort",
-    "secureClientPortAddress",
-    "serverCnxnFactory",
     "clientCnxnSocket",
     "standaloneEnabled",
     "reconfigEnabled",
@@ -309,6 +310,9 @@ impl Config {
             Some(rest) if is_known_key(rest) => rest,
             _ => key,
         };
+        if let Some(applied) = self.tls.apply(key, value) {
+            return applied;
+        }
         match key {
             "tickTime" => self.tick_time_ms = parse_range(value, 1, 1_000_000)?,
             "initLimit" => self.init_limit_ticks = parse_range(value, 1, 1_000_000)?,
@@ -436,6 +440,7 @@ impl Config {
         if !saw.max_session {
             self.max_session_timeout_ms = 20 * self.tick_time_ms;
         }
+        self.check_tls(file)?;
         if self.min_session_timeout_ms > self.max_session_timeout_ms {
             return Err(ConfigError::File {
                 file: file.to_string(),
@@ -446,6 +451,40 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// A secure port needs a key store, and a port of its own.
+    fn check_tls(&self, file: &str) -> Result<(), ConfigError> {
+        let Some(port) = self.tls.secure_client_port else {
+            return Ok(());
+        };
+        let fail = |reason: String| ConfigError::File {
+            file: file.to_string(),
+            reason,
+        };
+        if self.tls.key_store.location.is_none() {
+            return Err(fail(format!(
+                "secureClientPort={port} needs ssl.keyStore.location (the server's certificate)"
+            )));
+        }
+        let secure = self.secure_client_address();
+        let overlaps = secure == self.client_address
+            || secure.is_unspecified()
+            || self.client_address.is_unspecified();
+        if port == self.client_port && overlaps {
+            return Err(fail(format!(
+                "secureClientPort {port} must differ from clientPort"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where the TLS listener binds: `secureClientPortAddress`, else (as in
+    /// ZooKeeper) the wildcard address.
+    pub fn secure_client_address(&self) -> IpAddr {
+        self.tls
+            .secure_client_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
     fn load_my_id(&mut self) -> Result<(), ConfigError> {
@@ -515,7 +554,7 @@ fn is_known_key(key: &str) -> bool {
             | "admin.serverPort"
             | "admin.commandURL"
             | "admin.idleTimeout"
-    )
+    ) || crate::tls::settings::is_tls_key(key)
 }
 
 fn split_line(line: &str) -> Result<(&str, &str), String> {
@@ -786,9 +825,51 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_are_read_without_warnings() {
+        let cfg = Config::parse(
+            "clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=/k.p12\n\
+             zookeeper.ssl.clientAuth=want\nserverCnxnFactory=org.Foo\nclient.secure=true\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(cfg.tls.secure_client_port, Some(2281));
+        assert_eq!(cfg.tls.client_auth, crate::tls::ClientAuth::Want);
+        assert_eq!(
+            cfg.secure_client_address(),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+    }
+
+    #[test]
+    fn secure_port_needs_a_key_store_and_its_own_port() {
+        let err = Config::parse("secureClientPort=2281\n", "zoo.cfg").unwrap_err();
+        assert!(err.to_string().contains("ssl.keyStore.location"), "{err}");
+        let err = Config::parse(
+            "clientPort=2281\nsecureClientPort=2281\nssl.keyStore.location=/k.pem\n",
+            "zoo.cfg",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("must differ"), "{err}");
+        let err = Config::parse("ssl.clientAuth=sometimes\n", "zoo.cfg").unwrap_err();
+        assert!(
+            err.to_string().contains("zoo.cfg:1: ssl.clientAuth"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_preset_uses_only_keys_we_implement() {
+        let text = include_str!("../tuning/zoo-tls.cfg");
+        let cfg = Config::parse(text, "tuning/zoo-tls.cfg").unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(cfg.tls.secure_client_port, Some(2281));
+    }
+
+    #[test]
     fn unused_keys_are_accepted_with_one_warning_each() {
         let cfg = Config::parse(
-            "ssl.keyStore.location=/x\nserverCnxnFactory=org.Foo\nadmin.httpVersion=11\nmyCustomKey=1\n",
+            "ssl.crl=true\nsslQuorum=true\nadmin.httpVersion=11\nmyCustomKey=1\n",
             "zoo.cfg",
         )
         .unwrap();

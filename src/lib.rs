@@ -8,6 +8,7 @@
 //! - [`session`] session table, timeouts and expiry driven by the caller's clock (pure).
 //! - [`watch`]   a shard's watch registry and who a change notifies (pure).
 //! - [`storage`] durable state: write-ahead log, snapshots, recovery, retention.
+//! - [`tls`]     client TLS on `secureClientPort`: stores, rustls config, rotation, x509 ids.
 //! - [`server`]  the glommio runtime: shard executors, the pipeline executor, connections.
 //! - [`ops`]     four-letter words.
 //! - [`http`]    the minimal bounded HTTP/1.1 server `/metrics` and the AdminServer share.
@@ -27,6 +28,7 @@ pub mod proto;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 pub mod tree;
 pub mod watch;
 pub mod zab;

@@ -236,6 +236,21 @@ pub mod metrics {
     pub const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 }
 
+/// Client TLS on `secureClientPort` (`src/tls`).
+pub mod tls {
+    use std::time::Duration;
+
+    /// ZooKeeper's default `ssl.handshakeDetectionTimeoutMillis`: a TLS
+    /// handshake not done by then closes its connection.
+    pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5000;
+    /// Largest configurable handshake timeout (ms), so a typo cannot let
+    /// half-open handshakes hold connections (and per-IP slots) for days.
+    pub const HANDSHAKE_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+    /// How often, at most, a TLS accept looks at the store files' metadata
+    /// for a replaced certificate (one stat per file per check).
+    pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+}
+
 /// The HTTP AdminServer (`src/admin`): bounds of its small HTTP server.
 pub mod admin {
     use std::time::Duration;

@@ -19,6 +19,8 @@ install_deps() {
   command -v javac >/dev/null || need_apt+=(default-jdk-headless)
   [ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
   command -v promtool >/dev/null || need_apt+=(prometheus)
+  # test_tls.py makes its certificates with the openssl CLI (stores with keytool)
+  command -v openssl >/dev/null || need_apt+=(openssl)
   # Without kazoo/pytest, they go into a venv (Debian's Python refuses a
   # system-wide pip install), which needs pip and venv support.
   if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then

@@ -86,8 +86,9 @@ fn srvr(shard: &Shard, t: &Totals, with_clients: bool) -> String {
 fn conf(shard: &Shard) -> String {
     let c = &shard.cfg;
     format!(
-        "clientPort={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize=0\ndataLogDir={}\ndataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
+        "clientPort={}\nsecureClientPort={}\ndataDir={}\ndataDirSize=0\ndataLogDir={}\ndataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
         c.client_port,
+        c.tls.secure_client_port.map_or(-1, i32::from),
         c.data_dir.display(),
         c.data_log_dir.display(),
         c.tick_time_ms,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{ReadHalf, WriteHalf};
@@ -29,11 +29,13 @@ use super::replies::encode_write_reply;
 use super::send_queue::SendQueue;
 use super::shard::Shard;
 use super::stats;
+use super::stream::ClientStream;
 use crate::limits;
 use crate::proto::frame::{self, FrameError};
 use crate::proto::response::encode_watch_event;
 use crate::proto::{op, ConnectRequest, ConnectResponse, EventType, RequestHeader, SessionId};
 use crate::session::ConnRef;
+use crate::tls::{PeerIdentity, ReloadingConfig};
 use crate::tree::acl::AuthInfo;
 
 enum Pending {
@@ -95,12 +97,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(id: u64, peer: SocketAddr) -> Self {
+    fn new(id: u64, peer: SocketAddr, identity: Option<&PeerIdentity>) -> Self {
+        let mut auth = AuthInfo::for_client(peer.ip());
+        if let Some(identity) = identity {
+            auth.add_x509(&identity.subject, identity.is_super);
+        }
         Conn {
             id,
             peer,
             session_id: Cell::new(0),
-            auth: RefCell::new(Arc::new(AuthInfo::for_client(peer.ip()))),
+            auth: RefCell::new(Arc::new(auth)),
             pending: RefCell::new(VecDeque::new()),
             in_flight: Cell::new(0),
             send_buf: RefCell::new(SendQueue::new()),
@@ -401,11 +407,17 @@ fn entry_bytes(entry: &Pending) -> usize {
     }
 }
 
-type Reader = ReadHalf<TcpStream>;
-type Writer = WriteHalf<TcpStream>;
+type Reader = ReadHalf<ClientStream>;
+type Writer = WriteHalf<ClientStream>;
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted socket until it closes; `tls` is set for sockets of
+/// the secure client port, whose TLS handshake comes first.
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<ReloadingConfig>>,
+) {
     if !shard.admit_ip(peer.ip()) {
         warn!(
             "too many connections from {} (maxClientCnxns={}); refusing",
@@ -415,11 +427,61 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         return;
     }
     let _ = stream.set_nodelay(true);
+    let counters = &shard.stats.shards[shard.index];
+    stats::add(&counters.connections, 1);
+    let opened = match tls {
+        None => Ok((ClientStream::Plain(stream), None)),
+        Some(tls) => tls_accept(&tls, stream).await,
+    };
+    match opened {
+        Ok((stream, identity)) => serve_stream(&shard, stream, peer, identity.as_ref()).await,
+        Err(reason) => {
+            info!("closing connection {peer}: {reason}");
+            stats::add(&counters.frames_rejected, 1);
+        }
+    }
+    stats::sub(&counters.connections, 1);
+    shard.release_ip(peer.ip());
+}
+
+/// The TLS handshake, bounded by `ssl.handshakeDetectionTimeoutMillis`,
+/// with the configuration current at accept time (so a rotated certificate
+/// reaches new connections only). A plaintext client fails it at its first
+/// bytes; one that sends nothing, at the timeout.
+async fn tls_accept(
+    tls: &ReloadingConfig,
+    stream: TcpStream,
+) -> Result<(ClientStream, Option<PeerIdentity>), String> {
+    let acceptor = futures_rustls::TlsAcceptor::from(tls.current());
+    let timeout = Duration::from_millis(tls.settings().handshake_timeout_ms);
+    let done = futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+        glommio::timer::sleep(timeout).await;
+        None
+    })
+    .await;
+    let stream = match done {
+        None => return Err(format!("no TLS handshake within {timeout:?}")),
+        Some(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+        Some(Ok(stream)) => stream,
+    };
+    let identity =
+        crate::tls::peer_identity(tls.settings(), stream.get_ref().1.peer_certificates())
+            .map_err(|e| format!("client certificate: {e}"))?;
+    Ok((ClientStream::Tls(Box::new(stream)), identity))
+}
+
+/// Serves an open (plain or TLS) stream: the ZooKeeper handshake, then requests.
+async fn serve_stream(
+    shard: &Rc<Shard>,
+    stream: ClientStream,
+    peer: SocketAddr,
+    identity: Option<&PeerIdentity>,
+) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(limits::RECV_CHUNK_BYTES);
     let counters = &shard.stats.shards[shard.index];
-    stats::add(&counters.connections, 1);
-    match handshake(&shard, &mut reader, writer, &mut rbuf, peer).await {
+    let shard = shard.clone();
+    match handshake(&shard, &mut reader, writer, &mut rbuf, peer, identity).await {
         Ok(Some((conn, writer_task))) => {
             if let Err(reason) = read_loop(&shard, &conn, &mut reader, &mut rbuf).await {
                 info!("closing connection {peer}: {reason}");
@@ -434,8 +496,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             stats::add(&counters.frames_rejected, 1);
         }
     }
-    stats::sub(&counters.connections, 1);
-    shard.release_ip(peer.ip());
 }
 
 /// Reads at least `want` bytes into `rbuf`; false on EOF or a close request.
@@ -529,6 +589,7 @@ async fn handshake(
     mut writer: Writer,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
+    identity: Option<&PeerIdentity>,
 ) -> Result<Option<(Rc<Conn>, glommio::task::JoinHandle<()>)>, String> {
     // Like ZooKeeper's sessionless-connection timeout: a client that does not
     // complete its first frame in time loses the connection.
@@ -553,7 +614,7 @@ async fn handshake(
         Some(Err(e)) => return Err(e),
     };
     let request = ConnectRequest::decode(&frame).map_err(|e| format!("bad ConnectRequest: {e}"))?;
-    let conn = Rc::new(Conn::new(shard.next_conn_id(), peer));
+    let conn = Rc::new(Conn::new(shard.next_conn_id(), peer, identity));
     shard.conns.borrow_mut().insert(conn.id, conn.clone());
     shard
         .registry

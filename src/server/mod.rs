@@ -15,6 +15,7 @@ pub mod replies;
 pub mod send_queue;
 pub mod shard;
 pub mod stats;
+pub mod stream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -34,6 +35,7 @@ use crate::admin::{AdminServer, AdminSources};
 use crate::config::Config;
 use crate::limits;
 use crate::metrics::{MetricsServer, MetricsSources, TreeGauges};
+use crate::tls::ReloadingConfig;
 use log::{run_log, LogDone, LogRequest, LogStage};
 use messages::{ToPipeline, ToShard};
 use pipeline::{Pipeline, PipelineChannels, PipelineStart};
@@ -77,6 +79,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A key or trust store that cannot be used; the text names the
+    /// zoo.cfg key and the file.
+    #[error("cannot set up TLS for secureClientPort: {0}")]
+    Tls(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -87,6 +93,8 @@ pub enum StartError {
 /// A started server; `shutdown` stops it and waits for its threads.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The TLS listener's address, with `secureClientPort`.
+    pub secure_addr: Option<SocketAddr>,
     shutdown: Arc<AtomicBool>,
     exited: Arc<AtomicUsize>,
     handles: Vec<ExecutorJoinHandle<()>>,
@@ -131,6 +139,21 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     })?;
     let addr = SocketAddr::new(cfg.client_address, cfg.client_port);
     check_port_free(addr)?;
+    // Stores are opened before anything else starts: a wrong password or
+    // file stops startup with the key and file named.
+    let secure = match cfg.tls.secure_client_port {
+        Some(port) => {
+            let secure_addr = SocketAddr::new(cfg.secure_client_address(), port);
+            let tls = ReloadingConfig::load(&cfg.tls).map_err(StartError::Tls)?;
+            check_port_free(secure_addr)?;
+            Some(SecureListener {
+                addr: secure_addr,
+                tls: Arc::new(tls),
+            })
+        }
+        None => None,
+    };
+    let secure_addr = secure.as_ref().map(|s| s.addr);
     let opened = crate::storage::open(&crate::storage::StorageOptions::from_config(&cfg))?;
     info!(
         "recovered zxid 0x{:x}: {} znodes, {} open sessions ({} txns replayed)",
@@ -188,10 +211,21 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
             from_pipe,
             ready: ready_tx.clone(),
         };
-        handles.push(spawn_shard(index, cfg.clone(), shared.clone(), addr, ends)?);
+        let listeners = Listeners {
+            plain: addr,
+            secure: secure.clone(),
+        };
+        handles.push(spawn_shard(
+            index,
+            cfg.clone(),
+            shared.clone(),
+            listeners,
+            ends,
+        )?);
     }
     let running = RunningServer {
         addr,
+        secure_addr,
         shutdown: shared.shutdown.clone(),
         exited: shared.exited.clone(),
         handles,
@@ -201,7 +235,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     for _ in 0..shards {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => {}
-            Ok(Err(source)) => {
+            Ok(Err((addr, source))) => {
                 running.shutdown();
                 return Err(StartError::Bind { addr, source });
             }
@@ -212,6 +246,9 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         }
     }
     info!("serving ZooKeeper clients on {addr} with {shards} shard(s)");
+    if let Some(secure_addr) = secure_addr {
+        info!("serving ZooKeeper clients over TLS on {secure_addr}");
+    }
     Ok(running)
 }
 
@@ -348,14 +385,28 @@ fn spawn_pipeline(
 struct ShardEnds {
     to_pipe: SharedSender<ToPipeline>,
     from_pipe: SharedReceiver<ToShard>,
-    ready: mpsc::Sender<std::io::Result<()>>,
+    /// Ok once the shard listens; else the address it could not bind.
+    ready: mpsc::Sender<Result<(), (SocketAddr, std::io::Error)>>,
+}
+
+/// The TLS port and the configuration its handshakes use.
+#[derive(Clone)]
+struct SecureListener {
+    addr: SocketAddr,
+    tls: Arc<ReloadingConfig>,
+}
+
+/// What a shard listens on: the plain client port, and the TLS one if set.
+struct Listeners {
+    plain: SocketAddr,
+    secure: Option<SecureListener>,
 }
 
 fn spawn_shard(
     index: usize,
     cfg: Arc<Config>,
     shared: Arc<SharedState>,
-    addr: SocketAddr,
+    listeners: Listeners,
     ends: ShardEnds,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -363,7 +414,7 @@ fn spawn_shard(
         .name(&format!("fk-shard-{index}"))
         .spawn(move || async move {
             let _guard = ExitGuard(shared.exited.clone());
-            run_shard(index, cfg, shared, addr, ends).await
+            run_shard(index, cfg, shared, listeners, ends).await
         })
         .map_err(|e| StartError::Executor(e.to_string()))
 }
@@ -372,19 +423,29 @@ async fn run_shard(
     index: usize,
     cfg: Arc<Config>,
     shared: Arc<SharedState>,
-    addr: SocketAddr,
+    listeners: Listeners,
     ends: ShardEnds,
 ) {
     let tick = Duration::from_millis(cfg.tick_time_ms as u64);
     let shard = Rc::new(Shard::new(index, cfg, &shared));
     let to_pipe = ends.to_pipe.connect().await;
     let from_pipe = ends.from_pipe.connect().await;
-    let listener = match listen(addr) {
+    let listener = match listen(listeners.plain) {
         Ok(listener) => listener,
         Err(e) => {
-            let _ = ends.ready.send(Err(e));
+            let _ = ends.ready.send(Err((listeners.plain, e)));
             return;
         }
+    };
+    let secure = match &listeners.secure {
+        None => None,
+        Some(secure) => match listen(secure.addr) {
+            Ok(listener) => Some((listener, secure.tls.clone())),
+            Err(e) => {
+                let _ = ends.ready.send(Err((secure.addr, e)));
+                return;
+            }
+        },
     };
     let outbound = glommio::spawn_local(shard.clone().run_outbound(to_pipe)).detach();
     let commits = shard.clone();
@@ -409,7 +470,14 @@ async fn run_shard(
     })
     .detach();
     let _ = ends.ready.send(Ok(()));
-    accept_loop(&shard, &listener, &shared.shutdown).await;
+    let plain = accept_loop(&shard, &listener, None, &shared.shutdown);
+    match &secure {
+        None => plain.await,
+        Some((secure_listener, tls)) => {
+            let secure = accept_loop(&shard, secure_listener, Some(tls), &shared.shutdown);
+            futures_lite::future::zip(plain, secure).await;
+        }
+    }
     for conn in shard.conns.borrow().values() {
         conn.close_now();
     }
@@ -418,7 +486,13 @@ async fn run_shard(
     outbound.await;
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, shutdown: &AtomicBool) {
+/// Accepts until shutdown; `tls` makes every connection start with a TLS handshake.
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &TcpListener,
+    tls: Option<&Arc<ReloadingConfig>>,
+    shutdown: &AtomicBool,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !shutdown.load(Ordering::Relaxed) {
@@ -432,7 +506,8 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &TcpListener, shutdown: &Atomi
                 let Ok(peer) = stream.peer_addr() else {
                     continue;
                 };
-                glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
+                let tls = tls.cloned();
+                glommio::spawn_local(conn::serve(shard.clone(), stream, peer, tls)).detach();
             }
             Some(Err(e)) => {
                 // Usually EMFILE: back off briefly instead of spinning on accept.

@@ -66,6 +66,7 @@ impl Pipeline {
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
             enforce_quota: cfg.enforce_quota,
+            x509_acls: cfg.tls.secure_client_port.is_some(),
         };
         let mut sessions = SessionTable::new(server_id, unix_ms() as u64, start.secret);
         for (id, timeout_ms) in start.sessions.iter() {

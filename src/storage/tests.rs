@@ -189,6 +189,7 @@ impl Model {
         };
         let opts = PrepOptions {
             extended_types_enabled: true,
+            x509_acls: false,
             ..PrepOptions::default()
         };
         match self.tree.prep(&hdr, req, &AuthInfo::superuser(), &opts) {

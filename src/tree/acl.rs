@@ -14,6 +14,8 @@ pub const SCHEME_AUTH: &str = "auth";
 pub const SCHEME_DIGEST: &str = "digest";
 pub const SCHEME_IP: &str = "ip";
 pub const SCHEME_SUPER: &str = "super";
+/// ZooKeeper's `X509AuthenticationProvider`: a TLS client certificate's subject.
+pub const SCHEME_X509: &str = "x509";
 pub const ID_ANYONE: &str = "anyone";
 
 /// What a session has authenticated as: always its `ip:<addr>` id, plus one
@@ -52,6 +54,16 @@ impl AuthInfo {
         if !self.ids.contains(&id) {
             self.ids.push(id);
         }
+    }
+
+    /// A TLS client's certificate subject (ZooKeeper's
+    /// `X509AuthenticationProvider.handleAuthentication`); the configured
+    /// x509 super user also becomes super.
+    pub fn add_x509(&mut self, subject: &str, is_super: bool) {
+        if is_super {
+            self.is_super = true;
+        }
+        self.add_id(Id::new(SCHEME_X509, subject));
     }
 
     /// addauth digest `user:password`: adds `digest:user:base64(sha1)`, and
@@ -100,7 +112,8 @@ pub fn check_acl(acl: &[Acl], perm: i32, auth: &AuthInfo) -> bool {
 fn acl_entry_matches(acl_id: &Id, auth: &AuthInfo) -> bool {
     match acl_id.scheme.as_str() {
         SCHEME_WORLD => acl_id.id == ID_ANYONE,
-        SCHEME_DIGEST => auth.ids.iter().any(|id| id == acl_id),
+        // Both compare the whole id text (`X509AuthenticationProvider.matches`).
+        SCHEME_DIGEST | SCHEME_X509 => auth.ids.iter().any(|id| id == acl_id),
         SCHEME_IP => auth
             .ids
             .iter()
@@ -114,7 +127,8 @@ fn acl_entry_matches(acl_id: &Id, auth: &AuthInfo) -> bool {
 /// ZooKeeper's fixupACL: drop duplicates, refuse an empty list, expand
 /// `auth` to the session's authenticated ids, refuse unknown schemes and
 /// malformed ids (InvalidAcl). Permission bits are not checked (as in ZooKeeper).
-pub fn fix_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
+/// `x509` ids are known only when the server has TLS (`x509_acls`).
+pub fn fix_acl(acl: &[Acl], auth: &AuthInfo, x509_acls: bool) -> Result<Vec<Acl>, ErrorCode> {
     let mut unique: Vec<&Acl> = Vec::with_capacity(acl.len());
     for entry in acl {
         if !unique.contains(&entry) {
@@ -140,6 +154,9 @@ pub fn fix_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
             }
             SCHEME_DIGEST if digest_id_is_valid(&entry.id.id) => fixed.push(entry.clone()),
             SCHEME_IP if ip_id_is_valid(&entry.id.id) => fixed.push(entry.clone()),
+            SCHEME_X509 if x509_acls && x500_name_is_valid(&entry.id.id) => {
+                fixed.push(entry.clone())
+            }
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -154,6 +171,31 @@ fn digest_id_is_valid(id: &str) -> bool {
         parts.pop();
     }
     parts.len() == 2
+}
+
+/// `X509AuthenticationProvider.isValid` asks whether `new X500Principal(id)`
+/// parses: here, every comma-separated RDN (a backslash escapes) is
+/// `type=value` with a type.
+fn x500_name_is_valid(id: &str) -> bool {
+    let mut rdns = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in id.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' | '+' => {
+                rdns.push(&id[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    rdns.push(&id[start..]);
+    !id.trim().is_empty()
+        && rdns.iter().all(|rdn| {
+            rdn.split_once('=')
+                .is_some_and(|(t, _)| !t.trim().is_empty())
+        })
 }
 
 /// `IPAuthenticationProvider.isValid`: an address, optionally `/bits`.
@@ -296,6 +338,40 @@ mod tests {
     }
 
     #[test]
+    fn x509_ids_match_exactly_and_are_authenticated() {
+        let mut auth = AuthInfo::for_ip_str("127.0.0.1");
+        auth.add_x509("CN=client,O=Example", false);
+        let acls = [acl(perms::READ, SCHEME_X509, "CN=client,O=Example")];
+        assert!(check_acl(&acls, perms::READ, &auth));
+        let other = [acl(perms::READ, SCHEME_X509, "CN=client")];
+        assert!(!check_acl(&other, perms::READ, &auth));
+        // The auth scheme expands to the x509 id, as in ZooKeeper (isAuthenticated).
+        let fixed = fix_acl(&[acl(perms::ALL, SCHEME_AUTH, "")], &auth, true).unwrap();
+        assert_eq!(fixed[0].id, Id::new(SCHEME_X509, "CN=client,O=Example"));
+    }
+
+    #[test]
+    fn x509_acl_ids_must_be_names() {
+        let auth = AuthInfo::for_ip_str("127.0.0.1");
+        assert!(fix_acl(&[acl(perms::ALL, SCHEME_X509, r"CN=a\,b,O=c")], &auth, true).is_ok());
+        assert!(fix_acl(&[acl(perms::ALL, SCHEME_X509, "CN=a+OU=b")], &auth, true).is_ok());
+        for bad in ["", "client", "CN=a,", "=a"] {
+            assert_eq!(
+                fix_acl(&[acl(perms::ALL, SCHEME_X509, bad)], &auth, true),
+                Err(ErrorCode::InvalidAcl),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn x509_super_user_is_super() {
+        let mut auth = AuthInfo::for_ip_str("127.0.0.1");
+        auth.add_x509("CN=admin", true);
+        assert!(auth.is_super);
+    }
+
+    #[test]
     fn digest_matches_zookeeper() {
         // Values produced by DigestAuthenticationProvider.generateDigest.
         assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
@@ -393,13 +469,13 @@ mod tests {
         let mut auth = AuthInfo::for_ip_str("10.0.0.1");
         let auth_acl = [acl(perms::ALL, "auth", "")];
         assert_eq!(
-            fix_acl(&auth_acl, &auth),
+            fix_acl(&auth_acl, &auth, false),
             Err(ErrorCode::InvalidAcl),
             "no authenticated id"
         );
         auth.add_digest("alice:secret", None);
         auth.add_digest("bob:pw", None);
-        let fixed = fix_acl(&auth_acl, &auth).unwrap();
+        let fixed = fix_acl(&auth_acl, &auth, false).unwrap();
         assert_eq!(
             fixed,
             vec![
@@ -431,7 +507,7 @@ mod tests {
         ];
         for acl_list in invalid {
             assert_eq!(
-                fix_acl(&acl_list, &auth),
+                fix_acl(&acl_list, &auth, false),
                 Err(ErrorCode::InvalidAcl),
                 "{acl_list:?}"
             );
@@ -450,7 +526,7 @@ mod tests {
             acl(perms::ALL, "ip", "::1"),
             acl(0, "world", "anyone"),
         ];
-        let fixed = fix_acl(&input, &auth).unwrap();
+        let fixed = fix_acl(&input, &auth, false).unwrap();
         assert_eq!(fixed.len(), input.len() - 1);
         assert_eq!(fixed[0], input[0]);
         assert_eq!(fixed[5], acl(0, "world", "anyone"));

@@ -19,6 +19,9 @@ pub struct PrepOptions {
     /// `zookeeper.enforceQuota`: creates and setData are checked against
     /// the quotas (hard limits refuse, soft ones are reported).
     pub enforce_quota: bool,
+    /// The `x509` scheme is valid in ACLs: ZooKeeper registers its provider
+    /// only with a secure client port (`QuorumPeerConfig.configureSSLAuth`).
+    pub x509_acls: bool,
 }
 
 /// What the quota check of one request reads and reports.
@@ -125,7 +128,9 @@ impl DataTree {
                 data,
                 version,
             } => self.prep_set_data(path, data, version, auth, opts, quota),
-            WriteReq::SetAcl { path, acl, version } => self.prep_set_acl(path, acl, version, auth),
+            WriteReq::SetAcl { path, acl, version } => {
+                self.prep_set_acl(path, acl, version, auth, opts)
+            }
             WriteReq::Check { path, version } => self.prep_check(path, version, auth),
             // Nested multis cannot be encoded on the wire.
             WriteReq::Multi(_) => Err(ErrorCode::BadArguments),
@@ -181,7 +186,7 @@ impl DataTree {
             Some(parent) if !req.path.contains('\0') => parent,
             _ => return Err(ErrorCode::BadArguments),
         };
-        let acl = fix_acl(req.acl, auth)?;
+        let acl = fix_acl(req.acl, auth, opts.x509_acls)?;
         let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
         if !check_acl(&parent.acl, perms::CREATE, auth) {
             return Err(ErrorCode::NoAuth);
@@ -278,9 +283,10 @@ impl DataTree {
         acl: &[Acl],
         version: i32,
         auth: &AuthInfo,
+        opts: &PrepOptions,
     ) -> Result<TxnOp, ErrorCode> {
         validate_path(path)?;
-        let acl = fix_acl(acl, auth)?;
+        let acl = fix_acl(acl, auth, opts.x509_acls)?;
         let node = self.checked_node(path, perms::ADMIN, auth)?;
         check_version(node.stat.aversion, version)?;
         Ok(TxnOp::SetAcl {

@@ -29,6 +29,7 @@ impl Pipeline {
             now_ms: T0_MS,
             opts: PrepOptions {
                 extended_types_enabled: true,
+                x509_acls: false,
                 ..PrepOptions::default()
             },
             events: Vec::new(),

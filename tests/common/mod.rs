@@ -11,6 +11,7 @@
 
 pub mod http;
 pub mod raw;
+pub mod tls;
 
 use std::fs;
 use std::io::{Read, Write};

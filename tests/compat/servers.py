@@ -94,7 +94,14 @@ def apache_classpath(logging: str = "simple") -> str:
     zk_jar = ZK_JAR_DIR / "zookeeper.jar"
     binding = ZK_JAR_DIR / f"slf4j-{logging}.jar"
     if zk_jar.exists() and binding.exists():
-        return os.pathsep.join([ZK_CONF_DIR, str(zk_jar), str(binding)])
+        # Debian's manifest leaves out Netty's codec and resolver jars, which
+        # the Netty connection factory and client socket (TLS) need.
+        netty = [
+            str(ZK_JAR_DIR / jar)
+            for jar in ("netty-codec.jar", "netty-resolver.jar")
+            if (ZK_JAR_DIR / jar).exists()
+        ]
+        return os.pathsep.join([ZK_CONF_DIR, str(zk_jar), str(binding), *netty])
     return os.pathsep.join([ZK_CONF_DIR, str(ZK_JAR_DIR / "*")])
 
 

@@ -1,0 +1,214 @@
+//! A rustls `ServerConfig` from the `ssl.*` keys, as ZooKeeper's
+//! `X509Util.createSSLContextAndOptions` builds its SSLContext: the key
+//! store's certificate, client certificates checked against the trust store
+//! per `ssl.clientAuth`, protocols and cipher suites as configured.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use tracing::warn;
+
+use super::settings::{ClientAuth, TlsConfig};
+use super::stores;
+
+/// ZooKeeper's default cipher suites on Java 9+ (`DEFAULT_CIPHERS_JAVA9`)
+/// that rustls has: its CBC suites are left out, as rustls has none.
+const ZOOKEEPER_DEFAULT_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+/// Builds the server's TLS configuration; errors name the key to fix.
+pub fn build(settings: &TlsConfig) -> Result<ServerConfig, String> {
+    let provider = Arc::new(provider_for(settings)?);
+    let versions = protocol_versions(settings)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("ssl.ciphersuites: none usable with the enabled protocols: {e}"))?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth @ (ClientAuth::Want | ClientAuth::Need) => {
+            let verifier = client_verifier(settings, auth, provider)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let material = stores::load_key_store(&settings.key_store)?;
+    let file = settings
+        .key_store
+        .location
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    builder
+        .with_single_cert(material.chain, material.key)
+        .map_err(|e| format!("ssl.keyStore.location: {file}: unusable key or certificate: {e}"))
+}
+
+/// ring's suites, narrowed to `ssl.ciphersuites` (Java names: TLS 1.3
+/// suites are `TLS_AES_...`, where rustls says `TLS13_AES_...`).
+fn provider_for(settings: &TlsConfig) -> Result<CryptoProvider, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    let wanted: Vec<&str> = match &settings.cipher_suites {
+        Some(list) => list.iter().map(String::as_str).collect(),
+        None => ZOOKEEPER_DEFAULT_SUITES.to_vec(),
+    };
+    let mut chosen = Vec::new();
+    for name in &wanted {
+        let found = provider
+            .cipher_suites
+            .iter()
+            .find(|s| java_suite_name(s).as_deref() == Some(*name));
+        match found {
+            Some(suite) => chosen.push(*suite),
+            None if settings.cipher_suites.is_some() => {
+                warn!("ssl.ciphersuites: '{name}' is not a suite Ferrokeeper has; skipped")
+            }
+            None => {}
+        }
+    }
+    if chosen.is_empty() {
+        return Err(format!(
+            "ssl.ciphersuites: none of '{}' is a suite Ferrokeeper has",
+            wanted.join(",")
+        ));
+    }
+    provider.cipher_suites = chosen;
+    Ok(provider)
+}
+
+fn java_suite_name(suite: &rustls::SupportedCipherSuite) -> Option<String> {
+    let name = suite.suite().as_str()?;
+    Some(match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_string(),
+    })
+}
+
+/// `ssl.enabledProtocols` if set, else what Java enables for `ssl.protocol`
+/// (TLSv1.3 enables TLSv1.3 and TLSv1.2; TLSv1.2 only itself).
+fn protocol_versions(
+    settings: &TlsConfig,
+) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+    let Some(list) = &settings.enabled_protocols else {
+        return match settings.protocol.as_str() {
+            "TLSv1.3" | "TLS" => Ok(vec![&rustls::version::TLS13, &rustls::version::TLS12]),
+            "TLSv1.2" => Ok(vec![&rustls::version::TLS12]),
+            other => Err(format!(
+                "ssl.protocol: '{other}' is not a protocol Ferrokeeper has (TLSv1.2, TLSv1.3)"
+            )),
+        };
+    };
+    let mut versions = Vec::new();
+    for name in list {
+        match name.as_str() {
+            "TLSv1.3" => versions.push(&rustls::version::TLS13),
+            "TLSv1.2" => versions.push(&rustls::version::TLS12),
+            other => warn!("ssl.enabledProtocols: '{other}' is not supported; skipped"),
+        }
+    }
+    if versions.is_empty() {
+        return Err(format!(
+            "ssl.enabledProtocols: none of '{}' is supported (TLSv1.2, TLSv1.3)",
+            list.join(",")
+        ));
+    }
+    Ok(versions)
+}
+
+fn client_verifier(
+    settings: &TlsConfig,
+    auth: ClientAuth,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    if settings.trust_store.location.is_none() {
+        // Java would fall back to the JVM's cacerts; there is no such store here.
+        return Err(format!(
+            "ssl.trustStore.location: not set, but ssl.clientAuth={} asks clients for \
+             certificates (set a trust store, or ssl.clientAuth=none)",
+            if auth == ClientAuth::Need {
+                "need"
+            } else {
+                "want"
+            }
+        ));
+    }
+    let file = settings
+        .trust_store
+        .location
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut roots = RootCertStore::empty();
+    for cert in stores::load_trust_store(&settings.trust_store)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("ssl.trustStore.location: {file}: unusable certificate: {e}"))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if auth == ClientAuth::Want {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| format!("ssl.trustStore.location: {file}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_suites_are_zookeepers_that_ring_has() {
+        let provider = provider_for(&TlsConfig::default()).unwrap();
+        let names: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .filter_map(java_suite_name)
+            .collect();
+        assert_eq!(names.len(), ZOOKEEPER_DEFAULT_SUITES.len(), "{names:?}");
+        assert!(names.contains(&"TLS_AES_128_GCM_SHA256".to_string()));
+    }
+
+    #[test]
+    fn unknown_suites_only_is_an_error() {
+        let settings = TlsConfig {
+            cipher_suites: Some(vec!["TLS_RSA_WITH_RC4_128_MD5".to_string()]),
+            ..TlsConfig::default()
+        };
+        let err = provider_for(&settings).err().unwrap();
+        assert!(err.starts_with("ssl.ciphersuites:"), "{err}");
+    }
+
+    #[test]
+    fn protocols_follow_java() {
+        let mut settings = TlsConfig::default();
+        assert_eq!(protocol_versions(&settings).unwrap().len(), 2);
+        settings.protocol = "TLSv1.2".to_string();
+        assert_eq!(protocol_versions(&settings).unwrap().len(), 1);
+        settings.protocol = "SSLv3".to_string();
+        assert!(protocol_versions(&settings).is_err());
+        settings.enabled_protocols = Some(vec!["TLSv1.1".to_string(), "TLSv1.3".to_string()]);
+        assert_eq!(protocol_versions(&settings).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn client_auth_without_trust_store_is_refused() {
+        let err = client_verifier(
+            &TlsConfig::default(),
+            ClientAuth::Need,
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .err()
+        .unwrap();
+        assert!(err.starts_with("ssl.trustStore.location:"), "{err}");
+    }
+}
