@@ -463,7 +463,13 @@ fn bad_input_gets_one_clear_line() {
     assert!(run.stderr.contains("cannot read myid"), "{}", run.text());
 
     let tls = fk.dir.join("tls.cfg");
-    fs::write(&tls, "tickTime=2000\nsecureClientPort=2281\n").expect("write tls.cfg");
+    // Valid for the server (the store is read only at start); `status`
+    // has no plain port to ask.
+    fs::write(
+        &tls,
+        "tickTime=2000\nsecureClientPort=2281\nssl.keyStore.location=/nonexistent/key.pem\nssl.clientAuth=none\n",
+    )
+    .expect("write tls.cfg");
     let run = fk.run_args(&["status", &tls.display().to_string()]);
     assert_eq!(run.code, Some(1), "{}", run.text());
     assert!(

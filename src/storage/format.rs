@@ -122,6 +122,15 @@ pub fn encode_record(out: &mut Vec<u8>, hdr: &TxnHeader, op: &TxnOp, flags: u8) 
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets `BATCH_END` on one whole record (as `record_at` returned it valid)
+/// and recomputes its checksum: a log cut after it ends on a complete batch.
+pub fn mark_batch_end(record: &mut [u8]) {
+    record[16] |= FLAG_BATCH_END;
+    let (len, rest) = record.split_at(8);
+    let crc = record_crc(&len[0..4], rest);
+    record[4..8].copy_from_slice(&crc.to_be_bytes());
+}
+
 fn record_crc(len: &[u8], zxid_flags_payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len), zxid_flags_payload)
 }

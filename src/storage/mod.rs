@@ -11,8 +11,12 @@
 //!    and the [`OpenSessions`] clone on a helper thread;
 //! 4. periodically or from `ferrokeeper purge`: [`purge`];
 //! 5. shutdown: [`Wal::close`].
+//!
+//! In an ensemble, [`epochs`] keeps ZAB's acceptedEpoch and currentEpoch, and
+//! [`truncate::truncate_after`] performs a learner's TRUNC (then reopen).
 
 pub mod device;
+pub mod epochs;
 pub mod format;
 mod open;
 mod policy;
@@ -21,6 +25,7 @@ pub mod recovery;
 mod secret;
 mod sessions;
 pub mod snapshot;
+pub mod truncate;
 mod uring;
 pub mod wal;
 
@@ -30,6 +35,8 @@ mod crash_tests;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod truncate_tests;
 
 use std::io;
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use super::device::{list_names, LogDevice, LogStore, TMP_SUFFIX};
+use super::epochs::{ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE};
 use super::format::{
     decode_txn, parse_zxid_name, record_at, zxid_follows, DbId, RecordAt, SegmentHeader,
     LOG_PREFIX, SEGMENT_HEADER_BYTES,
@@ -89,14 +90,20 @@ pub fn recover<S: LogStore>(
     })
 }
 
-/// A temporary file is a write interrupted by a crash; nothing refers to it.
+/// A temporary file is a write interrupted by a crash; nothing refers to it,
+/// except an epoch's, which `epochs::load_epochs` reads back (ZOOKEEPER-4269)
+/// and removes itself.
 fn remove_temp_files(dir: &Path) -> Result<(), StorageError> {
     let names = match list_names(dir) {
         Ok(names) => names,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StorageError::io(format!("listing {}", dir.display()), e)),
     };
-    for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
+    let epoch_temps = [ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE].map(|f| format!("{f}{TMP_SUFFIX}"));
+    for name in names
+        .iter()
+        .filter(|n| n.ends_with(TMP_SUFFIX) && !epoch_temps.contains(n))
+    {
         let path = dir.join(name);
         warn!("removing interrupted write {}", path.display());
         fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;

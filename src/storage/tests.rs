@@ -256,7 +256,7 @@ fn wal_options(db_id: DbId) -> WalOptions {
     }
 }
 
-fn small_options(dir: &Path) -> StorageOptions {
+pub(super) fn small_options(dir: &Path) -> StorageOptions {
     StorageOptions {
         prealloc_bytes: 1024,
         segment_bytes_max: 4096,
@@ -275,7 +275,7 @@ fn fill(dir: &Path, rng: &mut StdRng, model: &mut Model, batches: usize) -> Open
     opened
 }
 
-fn segments_in(dir: &Path) -> Vec<String> {
+pub(super) fn segments_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .expect("read dir")
         .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
