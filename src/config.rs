@@ -112,6 +112,9 @@ pub struct ServerSpec {
     pub election_port: u16,
     pub observer: bool,
     pub client_port: Option<u16>,
+    /// Host of the `;host:port` client part; ZooKeeper means 0.0.0.0 when
+    /// only a port is given (`QuorumPeer.QuorumServer`).
+    pub client_host: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +173,16 @@ pub struct Config {
     pub tls: TlsConfig,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
+    /// `quorumListenOnAllIPs`: the election port binds 0.0.0.0, not the
+    /// configured host.
+    pub quorum_listen_on_all_ips: bool,
+    /// `zookeeper.cnxTimeout` (ms): connecting to a peer's election port.
+    pub election_connect_timeout_ms: u64,
+    /// `zookeeper.quorumCnxnTimeoutMs`: reading an election handshake; 0 =
+    /// tickTime × syncLimit, as ZooKeeper does (`QuorumPeer.createCnxnManager`).
+    pub quorum_cnxn_timeout_ms: u64,
+    /// `zookeeper.electionPortBindRetry`: tries to bind the election port, 0 = forever.
+    pub election_port_bind_retry: u32,
     /// One line per accepted-but-unused key, logged at startup.
     pub warnings: Vec<String>,
 }
@@ -217,6 +230,10 @@ impl Default for Config {
             tls: TlsConfig::default(),
             servers: Vec::new(),
             my_id: None,
+            quorum_listen_on_all_ips: false,
+            election_connect_timeout_ms: limits::quorum::ELECTION_CONNECT_TIMEOUT_MS_DEFAULT,
+            quorum_cnxn_timeout_ms: 0,
+            election_port_bind_retry: limits::quorum::ELECTION_PORT_BIND_RETRY_DEFAULT,
             warnings: Vec::new(),
         }
     }
@@ -229,7 +246,6 @@ const IGNORED_KEYS: &[&str] = &[
     "reconfigEnabled",
     "peerType",
     "electionAlg",
-    "quorumListenOnAllIPs",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
     "maxCnxns",
@@ -237,8 +253,6 @@ const IGNORED_KEYS: &[&str] = &[
     "syncEnabled",
     "dynamicConfigFile",
     "leaderServes",
-    "cnxTimeout",
-    "electionPortBindRetry",
     "fsync.warningthresholdms",
     "connectToLearnerMasterLimit",
     "multiAddress.enabled",
@@ -413,6 +427,18 @@ impl Config {
                 self.admin.idle_timeout_ms =
                     parse_range(value, 1, limits::admin::IDLE_TIMEOUT_MS_MAX)?
             }
+            "quorumListenOnAllIPs" => self.quorum_listen_on_all_ips = parse_bool(value)?,
+            "cnxTimeout" => {
+                self.election_connect_timeout_ms =
+                    parse_range(value, 1, limits::quorum::ELECTION_SOCKET_TIMEOUT_MS_MAX)?
+            }
+            "quorumCnxnTimeoutMs" => {
+                self.quorum_cnxn_timeout_ms =
+                    parse_range(value, 0, limits::quorum::ELECTION_SOCKET_TIMEOUT_MS_MAX)?
+            }
+            "electionPortBindRetry" => {
+                self.election_port_bind_retry = parse_range(value, 0, u32::MAX)?
+            }
             _ if key.starts_with("server.") => self.servers.push(parse_server(key, value)?),
             _ => self.warn_unused(key),
         }
@@ -554,6 +580,9 @@ fn is_known_key(key: &str) -> bool {
             | "admin.serverPort"
             | "admin.commandURL"
             | "admin.idleTimeout"
+            | "cnxTimeout"
+            | "quorumCnxnTimeoutMs"
+            | "electionPortBindRetry"
     ) || crate::tls::settings::is_tls_key(key)
 }
 
@@ -683,9 +712,10 @@ fn parse_server(key: &str, value: &str) -> Result<ServerSpec, String> {
         Some(&"observer") => true,
         Some(other) => return Err(format!("'{key}': unknown role '{other}'")),
     };
-    let client_port = match client {
-        Some(c) => Some(port(c.rsplit(':').next().unwrap_or(c))?),
-        None => None,
+    let (client_host, client_port) = match client.map(|c| c.rsplit_once(':')) {
+        Some(Some((host, p))) => (Some(host.to_string()), Some(port(p)?)),
+        Some(None) => (None, client.map(port).transpose()?),
+        None => (None, None),
     };
     Ok(ServerSpec {
         id,
@@ -694,6 +724,7 @@ fn parse_server(key: &str, value: &str) -> Result<ServerSpec, String> {
         election_port: port(parts[2])?,
         observer,
         client_port,
+        client_host,
     })
 }
 
@@ -937,7 +968,37 @@ mod tests {
         assert_eq!(cfg.servers.len(), 2);
         assert!(cfg.servers[1].observer);
         assert_eq!(cfg.servers[1].client_port, Some(2182));
+        assert_eq!(cfg.servers[1].client_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(cfg.servers[0].client_port, None);
         assert!(Config::parse("server.x=h:1:2\n", "z").is_err());
+        let cfg = Config::parse("server.3=h:1:2;2181\n", "z").unwrap();
+        assert_eq!(
+            (
+                cfg.servers[0].client_host.as_deref(),
+                cfg.servers[0].client_port
+            ),
+            (None, Some(2181))
+        );
+    }
+
+    #[test]
+    fn election_keys_parse_with_and_without_the_zookeeper_prefix() {
+        let cfg = Config::default();
+        assert_eq!(cfg.election_connect_timeout_ms, 5000);
+        assert_eq!(cfg.election_port_bind_retry, 3);
+        assert!(!cfg.quorum_listen_on_all_ips);
+        let cfg = Config::parse(
+            "quorumListenOnAllIPs=true\nzookeeper.cnxTimeout=700\nelectionPortBindRetry=0\n\
+             zookeeper.quorumCnxnTimeoutMs=900\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert!(cfg.quorum_listen_on_all_ips);
+        assert_eq!(cfg.election_connect_timeout_ms, 700);
+        assert_eq!(cfg.election_port_bind_retry, 0);
+        assert_eq!(cfg.quorum_cnxn_timeout_ms, 900);
+        assert!(Config::parse("cnxTimeout=0\n", "z").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`admin`]   ZooKeeper's HTTP AdminServer (`/commands/<name>`, JSON), on threads of its own.
 //! - [`metrics`] ZooKeeper's Prometheus `/metrics` endpoint, on a thread of its own.
 //! - [`zab`]     ZooKeeper's quorum wire formats (election and learner protocols).
+//! - [`quorum`]  the replication runtime: election connections and the elector thread.
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod operator;
 pub mod ops;
 pub mod proto;
+pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod storage;

@@ -215,6 +215,46 @@ pub mod quorum {
     /// Proposals a learner has logged but not seen committed; a leader that
     /// sends more is out of ZAB's bounds and is left (back to election).
     pub const LEARNER_PENDING_PROPOSALS_MAX: usize = 2 * OUTSTANDING_PROPOSALS_MAX;
+
+    // The election runtime (`src/quorum`): threads, queues and timeouts of
+    // ZooKeeper's `QuorumCnxManager`.
+
+    /// Notifications queued per peer: ZooKeeper's `SEND_CAPACITY` (a
+    /// `CircularBlockingQueue` of 1). Only the newest vote matters, so a
+    /// full queue drops its oldest message.
+    pub const ELECTION_SEND_QUEUE_MSGS: usize = 1;
+    /// Received notifications and peer up/down events waiting for the
+    /// elector (ZooKeeper's `RECV_CAPACITY`); a full channel makes the
+    /// receive workers wait (TCP pushes back on the peer).
+    pub const ELECTION_EVENTS_CHANNEL_CAP: usize = 100;
+    /// Decisions waiting for the ZAB layer; one per round is made, so a full
+    /// channel means nobody reads it and the newest decision is dropped.
+    pub const ELECTION_DECISIONS_CHANNEL_CAP: usize = 16;
+    /// Requests (new round, epoch update) waiting for the elector thread.
+    pub const ELECTION_COMMANDS_CHANNEL_CAP: usize = 16;
+    /// Handshakes read at once on accepted election connections (one thread
+    /// each); a connection beyond it is closed at once.
+    pub const ELECTION_HANDSHAKES_IN_FLIGHT_MAX: usize = 16;
+    /// Default `zookeeper.cnxTimeout` (ms): connecting to a peer's election port.
+    pub const ELECTION_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5000;
+    /// Largest configurable connect or handshake timeout (ms): a shutdown
+    /// waits at most this long for a connect in progress.
+    pub const ELECTION_SOCKET_TIMEOUT_MS_MAX: u64 = 60_000;
+    /// Default `zookeeper.electionPortBindRetry`: binding the election port
+    /// is tried this many times, 0 = forever (`QuorumCnxManager.Listener`).
+    pub const ELECTION_PORT_BIND_RETRY_DEFAULT: u32 = 3;
+    /// Pause between two tries to bind the election port (ZooKeeper's 1 s).
+    pub const ELECTION_PORT_BIND_RETRY_INTERVAL_MS: u64 = 1000;
+    /// How often the idle election listener looks at the shutdown flag.
+    pub const ELECTION_ACCEPT_POLL_INTERVAL_MS: u64 = 50;
+    /// How often a send worker with nothing to send looks at its connection.
+    pub const ELECTION_SEND_POLL_INTERVAL_MS: u64 = 1000;
+    /// A write to a peer that blocks longer than this drops the connection
+    /// (the peer stopped reading; its next connection gets the newest vote).
+    pub const ELECTION_WRITE_TIMEOUT_MS: u64 = 10_000;
+    /// How often the elector ticks its election core (finalize wait and
+    /// resends are measured in 200 ms steps, so 20 ms is precise enough).
+    pub const ELECTION_TICK_INTERVAL_MS: u64 = 20;
 }
 
 /// Bounds of the Prometheus `/metrics` endpoint (`src/metrics`): a scraper,

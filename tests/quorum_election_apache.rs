@@ -1,0 +1,426 @@
+//! The election runtime (`ferrokeeper::quorum`) in mixed ensembles with real
+//! Apache ZooKeeper 3.8 servers (Debian's `zookeeper` package), all on
+//! 127.0.0.1 with free ports:
+//! 1. Apache servers 1 and 2 (epoch 1) and our elector as server 3 (epoch 0,
+//!    zxid 0): Apache's server 2 has the best vote. Both Apache servers end up
+//!    LEADING/FOLLOWING server 2 (`srvr` says so), and our elector decides
+//!    FOLLOWING 2. Apache then waits for us on its quorum port; we only check
+//!    the election.
+//! 2. Our electors as servers 2 and 3 (epoch 1, zxids 3 and 5) and a fresh
+//!    Apache server 1: ours elect 3, and Apache's log shows it FOLLOWING and
+//!    dialling server 3's quorum port (which does not exist yet, so it fails).
+//!
+//! Every wait is bounded; the JVMs are killed and the temp dirs removed on
+//! drop. A missing Java or ZooKeeper install fails the test (tests/run-all.sh
+//! installs them).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrokeeper::quorum::cnx::CnxManager;
+use ferrokeeper::quorum::elector::{Decision, Elector, ElectorSettings, History};
+use ferrokeeper::quorum::ensemble::{CnxSettings, Ensemble, Member};
+use ferrokeeper::zab::election::{ServerState, Sid, Timing};
+
+/// JVM start-up plus an election, on a shared 2-core machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Granularity of the bounded waits on Apache's log and `srvr`.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
+const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+const ZK_CONF_DIR: &str = "/etc/zookeeper/conf";
+
+// ---------------------------------------------------------------------------------------------
+// Processes, directories, ports
+
+/// A temp dir removed on drop (prefix as tests/common cleans up after a kill).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferrokeeper-test-{}-{tag}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One Apache server, killed (SIGKILL) and reaped on drop.
+struct JavaServer {
+    sid: Sid,
+    child: Child,
+    log: PathBuf,
+    client_port: u16,
+}
+
+impl JavaServer {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        format!(
+            "--- Apache server {} log (tail)\n{}",
+            self.sid,
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
+    }
+
+    fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for JavaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn require_apache_install() {
+    let java_ok = Command::new("java")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        java_ok && Path::new(ZK_JAR).exists(),
+        "needs `java` and Debian's `zookeeper` package (tests/run-all.sh installs them)"
+    );
+}
+
+fn classpath() -> String {
+    if Path::new(SLF4J_SIMPLE_JAR).exists() {
+        format!("{ZK_CONF_DIR}:{ZK_JAR}:{SLF4J_SIMPLE_JAR}")
+    } else {
+        format!("{ZK_CONF_DIR}:/usr/share/java/*")
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The 3-server ensemble: every member's ports, and a client port each.
+struct Layout {
+    members: Vec<Member>,
+    client_ports: Vec<u16>,
+}
+
+fn layout() -> Layout {
+    Layout {
+        members: (1..=3)
+            .map(|sid| Member {
+                sid,
+                host: "127.0.0.1".into(),
+                quorum_port: free_port(),
+                election_port: free_port(),
+                observer: false,
+                client: None,
+            })
+            .collect(),
+        client_ports: (0..3).map(|_| free_port()).collect(),
+    }
+}
+
+/// zoo.cfg, myid and (if `epoch` > 0) the epoch files of an Apache server:
+/// `currentEpoch` is the peerEpoch of its initial vote (`QuorumPeer.loadDataBase`).
+fn write_apache_dir(root: &Path, layout: &Layout, sid: Sid, epoch: i64) -> PathBuf {
+    let dir = root.join(format!("zk{sid}"));
+    let data = dir.join("data");
+    fs::create_dir_all(data.join("version-2")).expect("data dir");
+    fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
+    if epoch > 0 {
+        for file in ["currentEpoch", "acceptedEpoch"] {
+            fs::write(data.join("version-2").join(file), epoch.to_string()).expect("epoch file");
+        }
+    }
+    let mut cfg = format!(
+        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+         clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\n",
+        data.display(),
+        layout.client_ports[sid as usize - 1]
+    );
+    for m in &layout.members {
+        cfg.push_str(&format!(
+            "server.{}=127.0.0.1:{}:{}\n",
+            m.sid, m.quorum_port, m.election_port
+        ));
+    }
+    fs::write(dir.join("zoo.cfg"), cfg).expect("zoo.cfg");
+    dir
+}
+
+fn start_apache(dir: &Path, sid: Sid, client_port: u16) -> JavaServer {
+    let log = dir.join("zookeeper.log");
+    let out = fs::File::create(&log).expect("create log");
+    let err = out.try_clone().expect("clone log handle");
+    let mut cmd = Command::new("java");
+    cmd.args([
+        "-Xms128m",
+        "-Xmx128m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Xshare:auto",
+    ])
+    .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+    .arg("-Dzookeeper.admin.enableServer=false")
+    .arg("-cp")
+    .arg(classpath())
+    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+    .arg(dir.join("zoo.cfg"))
+    .current_dir(dir)
+    .stdin(Stdio::null())
+    .stdout(Stdio::from(out))
+    .stderr(Stdio::from(err));
+    // Die with the test process even if it is killed before the drop guard runs.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn java");
+    JavaServer {
+        sid,
+        child,
+        log,
+        client_port,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our side
+
+/// Binds our election port (so Apache's first dials reach it).
+fn bind_ours(
+    layout: &Layout,
+    sid: Sid,
+) -> (
+    CnxManager,
+    crossbeam_channel::Receiver<ferrokeeper::quorum::cnx::CnxEvent>,
+    ElectorSettings,
+) {
+    let ensemble = Ensemble::new(sid, layout.members.clone()).expect("ensemble");
+    let settings = ElectorSettings {
+        voters: ensemble.voters(),
+        config_text: ensemble.config_text(),
+        timing: Timing::default(),
+        tick_interval: Duration::from_millis(20),
+    };
+    let cnx_settings = CnxSettings {
+        handshake_timeout: Duration::from_secs(5),
+        ..CnxSettings::default()
+    };
+    let (cnx, events) = CnxManager::start(ensemble, cnx_settings).expect("our election port");
+    (cnx, events, settings)
+}
+
+fn decision_within(e: &Elector, java: &mut [&mut JavaServer]) -> Result<Decision, String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Ok(d) = e.decisions().recv_timeout(POLL_INTERVAL * 5) {
+            return Ok(d);
+        }
+        for j in java.iter_mut() {
+            if j.has_exited() {
+                return Err(format!("Apache server {} exited", j.sid));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "our server {} decided nothing in {STEP_TIMEOUT:?}",
+                e.my_sid()
+            ));
+        }
+    }
+}
+
+/// `srvr`'s "Mode: ..." line, once the server answers with one.
+fn mode_within(java: &mut JavaServer) -> Result<String, String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let addr = SocketAddr::from(([127, 0, 0, 1], java.client_port));
+    loop {
+        if let Some(mode) = srvr_mode(&addr) {
+            return Ok(mode);
+        }
+        if java.has_exited() {
+            return Err(format!("Apache server {} exited", java.sid));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "Apache server {} never served srvr with a Mode",
+                java.sid
+            ));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn srvr_mode(addr: &SocketAddr) -> Option<String> {
+    let mut sock = TcpStream::connect_timeout(addr, Duration::from_secs(1)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    sock.write_all(b"srvr").ok()?;
+    let mut text = String::new();
+    sock.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .map(|m| m.trim().to_string())
+}
+
+/// Waits until `java`'s log has a line containing every one of `needles`.
+fn log_line_within(java: &mut JavaServer, needles: &[&str]) -> Result<String, String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let text = java.log_text();
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return Ok(line.to_string());
+        }
+        if java.has_exited() {
+            return Err(format!("Apache server {} exited", java.sid));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no log line with {needles:?} in {STEP_TIMEOUT:?}"));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn expect(cond: bool, what: String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+#[test]
+fn our_elector_follows_the_leader_two_apache_servers_elect() {
+    require_apache_install();
+    let root = TempDir::new("election-apache-2of3");
+    let layout = layout();
+    let (cnx, events, settings) = bind_ours(&layout, 3);
+    let mut javas: Vec<JavaServer> = (1..=2)
+        .map(|sid| {
+            let dir = write_apache_dir(&root.0, &layout, sid, 1);
+            start_apache(&dir, sid, layout.client_ports[sid as usize - 1])
+        })
+        .collect();
+    // Our vote (epoch 0, zxid 0) loses to both Apache votes (epoch 1).
+    let history = History {
+        last_zxid: 0,
+        current_epoch: 0,
+    };
+    let mut ours = Elector::spawn(cnx, events, settings, history).expect("elector");
+
+    let result = (|| {
+        let d = {
+            let (a, b) = javas.split_at_mut(1);
+            decision_within(&ours, &mut [&mut a[0], &mut b[0]])?
+        };
+        eprintln!("our decision: {d:?}");
+        expect(
+            d.state == ServerState::Following && d.vote.leader == 2 && d.vote.peer_epoch == 1,
+            format!("our decision {d:?}, want FOLLOWING 2 with epoch 1"),
+        )?;
+        let leader_mode = mode_within(&mut javas[1])?;
+        let follower_mode = mode_within(&mut javas[0])?;
+        eprintln!("Apache 1: {follower_mode}, Apache 2: {leader_mode}");
+        expect(
+            leader_mode == "leader" && follower_mode == "follower",
+            format!("Apache modes: server 1 {follower_mode}, server 2 {leader_mode}"),
+        )
+    })();
+    ours.shutdown();
+    if let Err(e) = result {
+        let logs: Vec<String> = javas.iter().map(|j| j.log_tail(40)).collect();
+        panic!("{e}\n{}", logs.join("\n"));
+    }
+}
+
+#[test]
+fn an_apache_server_follows_the_leader_our_electors_elect() {
+    require_apache_install();
+    let root = TempDir::new("election-apache-1of3");
+    let layout = layout();
+    let bound: Vec<_> = [2, 3].iter().map(|&sid| bind_ours(&layout, sid)).collect();
+    let dir = write_apache_dir(&root.0, &layout, 1, 0);
+    let mut java = start_apache(&dir, 1, layout.client_ports[0]);
+
+    let result = (|| {
+        // Start ours once Apache is LOOKING, so it takes part in the round.
+        log_line_within(&mut java, &["- LOOKING"])?;
+        let histories = [(2, 0x1_0000_0003i64), (3, 0x1_0000_0005i64)];
+        let mut ours: Vec<Elector> = bound
+            .into_iter()
+            .zip(histories)
+            .map(|((cnx, events, settings), (_, zxid))| {
+                let h = History {
+                    last_zxid: zxid,
+                    current_epoch: 1,
+                };
+                Elector::spawn(cnx, events, settings, h).expect("elector")
+            })
+            .collect();
+        let outcome: Result<(), String> = (|| {
+            for e in &ours {
+                let d = decision_within(e, &mut [&mut java])?;
+                eprintln!("our server {}: {d:?}", e.my_sid());
+                expect(
+                    d.vote.leader == 3,
+                    format!("server {} decided {d:?}", e.my_sid()),
+                )?;
+            }
+            let following = log_line_within(&mut java, &["- FOLLOWING"])?;
+            eprintln!("Apache: {following}");
+            // Its learner dials the leader's quorum port: server 3's.
+            let q3 = format!(":{}", layout.members[2].quorum_port);
+            let dialling = log_line_within(&mut java, &["connecting to", q3.as_str()])?;
+            eprintln!("Apache: {dialling}");
+            Ok(())
+        })();
+        for e in &mut ours {
+            e.shutdown();
+        }
+        outcome
+    })();
+    if let Err(e) = result {
+        panic!("{e}\n{}", java.log_tail(60));
+    }
+}
