@@ -219,6 +219,87 @@ fn commands_answer_json_with_zookeeper_keys() {
     assert_eq!(server.four_letter("ruok"), "imok");
 }
 
+/// `ServerCnxn.getConnectionInfo(false)`'s keys (JSON objects are unordered;
+/// like every command here, ours come sorted).
+const CONNECTION_KEYS: &[(&str, char)] = &[
+    ("remote_socket_address", 's'),
+    ("interest_ops", 'n'),
+    ("outstanding_requests", 'n'),
+    ("packets_received", 'n'),
+    ("packets_sent", 'n'),
+    ("session_id", 'n'),
+    ("last_operation", 's'),
+    ("established", 'n'),
+    ("session_timeout", 'n'),
+    ("last_cxid", 'n'),
+    ("last_zxid", 'n'),
+    ("last_response_time", 'n'),
+    ("last_latency", 'n'),
+    ("min_latency", 'n'),
+    ("avg_latency", 'n'),
+    ("max_latency", 'n'),
+];
+/// `getConnectionInfo(true)`: what `stat` lists.
+const BRIEF_CONNECTION_KEYS: usize = 5;
+
+#[test]
+fn connections_and_stats_list_each_client_with_zookeepers_keys() {
+    let (server, admin) = start_with_admin();
+    let mut client = server.raw_with_timeout(10_000);
+    client.call(
+        common::raw::op::GET_DATA,
+        &common::raw::path_watch("/", false),
+    );
+    let session = client.session_id();
+    let local = client.stream.local_addr().expect("local addr").to_string();
+
+    let cons = command(admin, "cons", "connections");
+    let secure = cons["secure_connections"].as_array().expect("secure list");
+    assert!(secure.is_empty(), "{cons:?}");
+    let conns = cons["connections"].as_array().expect("list");
+    let ours = conns
+        .iter()
+        .find(|c| c["remote_socket_address"] == local.as_str())
+        .unwrap_or_else(|| panic!("{local} not in {conns:?}"))
+        .as_object()
+        .expect("object");
+    expect_keys("cons", ours, CONNECTION_KEYS);
+    assert_eq!(ours.len(), CONNECTION_KEYS.len(), "{ours:?}");
+    assert_eq!(ours["session_id"], Value::from(session));
+    assert_eq!(ours["last_operation"], "GETD");
+    assert_eq!(ours["session_timeout"], Value::from(10_000));
+    assert!(ours["packets_received"].as_u64() >= Some(1), "{ours:?}");
+    assert!(ours["last_response_time"].as_i64() > Some(0), "{ours:?}");
+
+    let stat = command(admin, "stat", "stats");
+    expect_keys("stat", &stat, SRVR_KEYS);
+    let brief = stat["connections"].as_array().expect("list");
+    let ours = brief
+        .iter()
+        .find(|c| c["remote_socket_address"] == local.as_str())
+        .unwrap_or_else(|| panic!("{local} not in {brief:?}"));
+    assert_eq!(
+        ours.as_object().expect("object").len(),
+        BRIEF_CONNECTION_KEYS,
+        "{ours}"
+    );
+    assert!(stat["secure_connections"].is_array(), "{stat:?}");
+
+    // crst resets the connections' counters (only), as ZooKeeper's does.
+    command(admin, "crst", "connection_stat_reset");
+    let cons = command(admin, "cons", "connections");
+    let ours = cons["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["remote_socket_address"] == local.as_str())
+        .cloned()
+        .expect("still listed");
+    assert_eq!(ours["packets_received"], Value::from(0), "{ours}");
+    assert_eq!(ours["last_response_time"], Value::from(0), "{ours}");
+    drop(client);
+}
+
 #[test]
 fn disabled_admin_server_listens_nowhere() {
     if common::is_apache() {

@@ -139,6 +139,11 @@ async fn cons_lists_sessions() {
             "{line}"
         );
         assert!(line.contains("queued="), "{line}");
+        // ServerCnxn.dumpConnectionInfo's latency fields close the line.
+        for field in [",lresp=", ",llat=", ",minlat=", ",avglat=", ",maxlat="] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+        assert!(line.ends_with(')'), "{line}");
     })
     .await;
 }

@@ -23,6 +23,7 @@ use crate::http::{self, percent_decode, status_only, Bounds, HttpServer, Request
 use crate::limits::admin as bounds;
 use crate::metrics::TreeGauges;
 use crate::ops;
+use crate::server::registry::ConnRegistry;
 use crate::server::stats::ServerStats;
 
 /// What the commands read; cheap to clone into the HTTP threads.
@@ -33,12 +34,15 @@ pub struct AdminSources {
     pub tree: Arc<TreeGauges>,
     /// The server-wide client buffer bound in force (all shards together).
     pub client_buffer_limit_bytes: u64,
+    /// Every shard's connections (`cons`, `stat`, `crst`).
+    pub registry: Arc<ConnRegistry>,
 }
 
 /// The commands served: ZooKeeper's primary name first, then its aliases.
 pub const COMMANDS: &[&[&str]] = &[
     &["configuration", "conf", "config"],
     &["connection_stat_reset", "crst"],
+    &["connections", "cons"],
     &["dirs"],
     &["environment", "env", "envi"],
     &["is_read_only", "isro"],
@@ -46,6 +50,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["ruok"],
     &["server_stats", "srvr"],
     &["stat_reset", "srst"],
+    &["stats", "stat"],
     &["watch_summary", "wchs"],
 ];
 
@@ -158,8 +163,12 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
             put("server_id", json!(cfg.my_id.unwrap_or(0)));
             put("client_port_listen_backlog", json!(-1));
         }
-        // Both reset the server's counters, as the four-letter words do.
-        "connection_stat_reset" | "stat_reset" => src.stats.reset(),
+        "connection_stat_reset" => src.registry.reset_stats(),
+        "stat_reset" => src.stats.reset(),
+        "connections" => {
+            put("connections", json!(src.registry.json(false, false)));
+            put("secure_connections", json!(src.registry.json(true, false)));
+        }
         // As the `dirs` four-letter word reports them.
         "dirs" => {
             put("datadir_size", json!(0));
@@ -176,7 +185,7 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
                 put(key.trim_start_matches("zk_"), typed(&value));
             }
         }
-        "server_stats" => {
+        "server_stats" | "stats" => {
             let t = src.stats.totals();
             let tree = tree_counts(&src.tree);
             let buffer = json!({
@@ -211,6 +220,11 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
             );
             put("client_response", buffer);
             put("node_count", json!(tree.znode_count));
+            // `StatCommand` is `SrvrCommand` plus the brief connection lists.
+            if primary == "stats" {
+                put("connections", json!(src.registry.json(false, true)));
+                put("secure_connections", json!(src.registry.json(true, true)));
+            }
         }
         "watch_summary" => {
             let t = src.stats.totals();
@@ -261,6 +275,7 @@ mod tests {
             stats: Arc::new(ServerStats::new(1)),
             tree: Arc::new(TreeGauges::default()),
             client_buffer_limit_bytes: 1 << 20,
+            registry: Arc::new(ConnRegistry::default()),
         }
     }
 

@@ -32,7 +32,8 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "conf" => conf(shard),
         "cons" => cons(shard),
         "crst" => {
-            shard.stats.reset();
+            // ZooKeeper's crst resets the connections' counters only.
+            shard.registry.reset_stats();
             "Connection stats reset.\n".to_string()
         }
         "srst" => {

@@ -97,9 +97,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(id: u64, peer: SocketAddr, identity: Option<&PeerIdentity>) -> Self {
+    fn new(id: u64, origin: Origin<'_>) -> Self {
+        let peer = origin.peer;
         let mut auth = AuthInfo::for_client(peer.ip());
-        if let Some(identity) = identity {
+        if let Some(identity) = origin.identity {
             auth.add_x509(&identity.subject, identity.is_super);
         }
         Conn {
@@ -121,7 +122,7 @@ impl Conn {
             dirty: Cell::new(false),
             touch_epoch: Cell::new(0),
             connect_outcome: RefCell::new(None),
-            info: Arc::new(ConnInfo::new(peer)),
+            info: Arc::new(ConnInfo::new(peer, origin.secure)),
         }
     }
 
@@ -250,9 +251,9 @@ impl Conn {
         let counters = &shard.stats.shards[shard.index];
         stats::add(&counters.packets_sent, 1);
         stats::sub(&counters.outstanding, 1);
-        shard
-            .stats
-            .record_latency(shard.index, started.elapsed().as_millis() as u64);
+        let latency_ms = started.elapsed().as_millis() as u64;
+        shard.stats.record_latency(shard.index, latency_ms);
+        self.info.record_response(latency_ms);
         shard.release_outstanding();
         self.reader_bell.ring();
     }
@@ -407,6 +408,16 @@ fn entry_bytes(entry: &Pending) -> usize {
     }
 }
 
+/// Where an accepted connection comes from.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    peer: SocketAddr,
+    /// The verified client certificate's identity (x509 auth), if any.
+    identity: Option<&'a PeerIdentity>,
+    /// Accepted on the secure client port (listed apart by `cons`).
+    secure: bool,
+}
+
 type Reader = ReadHalf<ClientStream>;
 type Writer = WriteHalf<ClientStream>;
 
@@ -477,11 +488,17 @@ async fn serve_stream(
     peer: SocketAddr,
     identity: Option<&PeerIdentity>,
 ) {
+    let secure = matches!(stream, ClientStream::Tls(_));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let mut rbuf = BytesMut::with_capacity(limits::RECV_CHUNK_BYTES);
     let counters = &shard.stats.shards[shard.index];
     let shard = shard.clone();
-    match handshake(&shard, &mut reader, writer, &mut rbuf, peer, identity).await {
+    let origin = Origin {
+        peer,
+        identity,
+        secure,
+    };
+    match handshake(&shard, &mut reader, writer, &mut rbuf, origin).await {
         Ok(Some((conn, writer_task))) => {
             if let Err(reason) = read_loop(&shard, &conn, &mut reader, &mut rbuf).await {
                 info!("closing connection {peer}: {reason}");
@@ -588,8 +605,7 @@ async fn handshake(
     reader: &mut Reader,
     mut writer: Writer,
     rbuf: &mut BytesMut,
-    peer: SocketAddr,
-    identity: Option<&PeerIdentity>,
+    origin: Origin<'_>,
 ) -> Result<Option<(Rc<Conn>, glommio::task::JoinHandle<()>)>, String> {
     // Like ZooKeeper's sessionless-connection timeout: a client that does not
     // complete its first frame in time loses the connection.
@@ -614,7 +630,7 @@ async fn handshake(
         Some(Err(e)) => return Err(e),
     };
     let request = ConnectRequest::decode(&frame).map_err(|e| format!("bad ConnectRequest: {e}"))?;
-    let conn = Rc::new(Conn::new(shard.next_conn_id(), peer, identity));
+    let conn = Rc::new(Conn::new(shard.next_conn_id(), origin));
     shard.conns.borrow_mut().insert(conn.id, conn.clone());
     shard
         .registry

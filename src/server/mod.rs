@@ -283,6 +283,7 @@ fn start_admin(cfg: &Arc<Config>, shared: &SharedState) -> Result<Option<AdminSe
         stats: shared.stats.clone(),
         tree: shared.tree_gauges.clone(),
         client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
+        registry: shared.registry.clone(),
     };
     AdminServer::start(sources)
         .map(Some)

@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
+use serde_json::json;
 
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// Accepted on the secure client port.
+    pub secure: bool,
     pub established_unix_ms: i64,
     pub session_id: AtomicI64,
     pub timeout_ms: AtomicI32,
@@ -21,16 +24,57 @@ pub struct ConnInfo {
     pub last_op: AtomicI32,
     pub last_cxid: AtomicI32,
     pub last_zxid: AtomicI64,
+    latency: Latency,
+}
+
+/// A connection's response times, as ZooKeeper's `ServerCnxn` keeps them
+/// (`updateStatsForResponse`); `crst` resets them.
+struct Latency {
+    last_response_unix_ms: AtomicI64,
+    last_ms: AtomicU64,
+    /// `u64::MAX` until the first response (shown as 0, as Java shows its
+    /// `Long.MAX_VALUE`).
+    min_ms: AtomicU64,
+    max_ms: AtomicU64,
+    total_ms: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        Latency {
+            last_response_unix_ms: AtomicI64::new(0),
+            last_ms: AtomicU64::new(0),
+            min_ms: AtomicU64::new(u64::MAX),
+            max_ms: AtomicU64::new(0),
+            total_ms: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+/// ZooKeeper's per-connection latency figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyView {
+    pub last_response_unix_ms: i64,
+    pub last_ms: u64,
+    pub min_ms: u64,
+    pub avg_ms: u64,
+    pub max_ms: u64,
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr) -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+    pub fn new(peer: SocketAddr, secure: bool) -> Self {
         ConnInfo {
             peer,
-            established_unix_ms: now,
+            secure,
+            established_unix_ms: unix_ms_now(),
             session_id: AtomicI64::new(0),
             timeout_ms: AtomicI32::new(0),
             received: AtomicU64::new(0),
@@ -39,24 +83,118 @@ impl ConnInfo {
             last_op: AtomicI32::new(0),
             last_cxid: AtomicI32::new(0),
             last_zxid: AtomicI64::new(0),
+            latency: Latency::new(),
         }
     }
 
-    /// One `cons` line, in ZooKeeper's shape.
+    /// A response went out `latency_ms` after its request arrived. Only the
+    /// owning shard writes, so plain loads and stores suffice.
+    pub fn record_response(&self, latency_ms: u64) {
+        let l = &self.latency;
+        l.last_response_unix_ms.store(unix_ms_now(), Relaxed);
+        l.last_ms.store(latency_ms, Relaxed);
+        l.total_ms
+            .store(l.total_ms.load(Relaxed) + latency_ms, Relaxed);
+        l.count.store(l.count.load(Relaxed) + 1, Relaxed);
+        if latency_ms > l.max_ms.load(Relaxed) {
+            l.max_ms.store(latency_ms, Relaxed);
+        }
+        if latency_ms < l.min_ms.load(Relaxed) {
+            l.min_ms.store(latency_ms, Relaxed);
+        }
+    }
+
+    pub fn latency(&self) -> LatencyView {
+        let l = &self.latency;
+        let count = l.count.load(Relaxed);
+        let min = l.min_ms.load(Relaxed);
+        LatencyView {
+            last_response_unix_ms: l.last_response_unix_ms.load(Relaxed),
+            last_ms: l.last_ms.load(Relaxed),
+            min_ms: if min == u64::MAX { 0 } else { min },
+            avg_ms: l.total_ms.load(Relaxed).checked_div(count).unwrap_or(0),
+            max_ms: l.max_ms.load(Relaxed),
+        }
+    }
+
+    /// `crst`: ZooKeeper's `ServerCnxn.resetStats` (packet counts and
+    /// latencies; the response time goes back to the connection's start).
+    pub fn reset_stats(&self) {
+        self.received.store(0, Relaxed);
+        self.sent.store(0, Relaxed);
+        let l = &self.latency;
+        l.last_response_unix_ms.store(0, Relaxed);
+        l.last_ms.store(0, Relaxed);
+        l.min_ms.store(u64::MAX, Relaxed);
+        l.max_ms.store(0, Relaxed);
+        l.total_ms.store(0, Relaxed);
+        l.count.store(0, Relaxed);
+    }
+
+    /// One `cons` line, as `ServerCnxn.dumpConnectionInfo` prints it: the
+    /// session's fields only once it has one, `lcxid` only when not negative.
     pub fn line(&self) -> String {
-        format!(
-            "/{}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x})",
+        let mut line = format!(
+            "/{}[1](queued={},recved={},sent={}",
             self.peer,
             self.queued.load(Relaxed),
             self.received.load(Relaxed),
             self.sent.load(Relaxed),
-            self.session_id.load(Relaxed),
-            op_name(self.last_op.load(Relaxed)),
-            self.established_unix_ms,
-            self.timeout_ms.load(Relaxed),
-            self.last_cxid.load(Relaxed),
-            self.last_zxid.load(Relaxed),
-        )
+        );
+        let session_id = self.session_id.load(Relaxed);
+        if session_id != 0 {
+            let l = self.latency();
+            line.push_str(&format!(
+                ",sid=0x{:x},lop={},est={},to={}",
+                session_id,
+                op_name(self.last_op.load(Relaxed)),
+                self.established_unix_ms,
+                self.timeout_ms.load(Relaxed),
+            ));
+            let cxid = self.last_cxid.load(Relaxed);
+            if cxid >= 0 {
+                line.push_str(&format!(",lcxid=0x{cxid:x}"));
+            }
+            line.push_str(&format!(
+                ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+                self.last_zxid.load(Relaxed),
+                l.last_response_unix_ms,
+                l.last_ms,
+                l.min_ms,
+                l.avg_ms,
+                l.max_ms
+            ));
+        }
+        line.push(')');
+        line
+    }
+
+    /// `ServerCnxn.getConnectionInfo(brief)` as the AdminServer's JSON has it.
+    pub fn json(&self, brief: bool) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            m.insert(k.to_string(), v);
+        };
+        put("remote_socket_address", json!(self.peer.to_string()));
+        put("interest_ops", json!(1));
+        put("outstanding_requests", json!(self.queued.load(Relaxed)));
+        put("packets_received", json!(self.received.load(Relaxed)));
+        put("packets_sent", json!(self.sent.load(Relaxed)));
+        if !brief {
+            let l = self.latency();
+            put("session_id", json!(self.session_id.load(Relaxed)));
+            put("last_operation", json!(op_name(self.last_op.load(Relaxed))));
+            put("established", json!(self.established_unix_ms));
+            put("session_timeout", json!(self.timeout_ms.load(Relaxed)));
+            put("last_cxid", json!(self.last_cxid.load(Relaxed)));
+            put("last_zxid", json!(self.last_zxid.load(Relaxed)));
+            put("last_response_time", json!(l.last_response_unix_ms));
+            put("last_latency", json!(l.last_ms));
+            put("min_latency", json!(l.min_ms));
+            put("avg_latency", json!(l.avg_ms));
+            put("max_latency", json!(l.max_ms));
+        }
+        serde_json::Value::Object(m)
     }
 }
 
@@ -107,6 +245,25 @@ impl ConnRegistry {
         let mut lines: Vec<String> = self.lock().values().map(|c| c.line()).collect();
         lines.sort();
         lines
+    }
+
+    /// The connections of one port (plain or secure) as JSON, by address.
+    pub fn json(&self, secure: bool, brief: bool) -> Vec<serde_json::Value> {
+        let mut conns: Vec<Arc<ConnInfo>> = self
+            .lock()
+            .values()
+            .filter(|c| c.secure == secure)
+            .cloned()
+            .collect();
+        conns.sort_by_key(|c| c.peer);
+        conns.iter().map(|c| c.json(brief)).collect()
+    }
+
+    /// `crst`: every connection's counters back to zero.
+    pub fn reset_stats(&self) {
+        for conn in self.lock().values() {
+            conn.reset_stats();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, u64), Arc<ConnInfo>>> {
