@@ -344,8 +344,11 @@ impl Sim {
         {
             return;
         }
-        self.targeted_crashes_left -= 1;
         let at = self.now_ms + self.rng.gen_range(0..8);
+        if at >= FAULTS_END_MS {
+            return; // its restart could not come after it
+        }
+        self.targeted_crashes_left -= 1;
         self.schedule(at, Event::Crash(sid));
         let back = (at + self.rng.gen_range(20..800)).min(FAULTS_END_MS);
         self.schedule(back, Event::Restart(sid));
