@@ -301,6 +301,51 @@ fn connections_and_stats_list_each_client_with_zookeepers_keys() {
 }
 
 #[test]
+fn last_snapshot_names_the_newest_snapshot_file() {
+    let port = free_port().to_string();
+    let server = Server::start(&[
+        ("admin.enableServer", "true"),
+        ("admin.serverAddress", "127.0.0.1"),
+        ("admin.serverPort", &port),
+        ("snapCount", "4"),
+    ]);
+    let admin: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut client = server.raw();
+    for i in 0..12 {
+        let body =
+            common::raw::create_body(&format!("/n{i}"), b"x", &common::raw::Acl::world_all(), 0);
+        client.call(common::raw::op::CREATE, &body);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let (zxid, timestamp) = loop {
+        let info = command(admin, "lsnp", "last_snapshot");
+        let zxid = info["zxid"].as_str().expect("hex string").to_string();
+        if zxid != "ffffffffffffffff" {
+            break (zxid, info["timestamp"].as_i64().expect("seconds"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot: {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Java's Long.toHexString has no padding; our file names have 16 digits.
+    let zxid = u64::from_str_radix(&zxid, 16).expect("hex zxid");
+    let file = server
+        .dir()
+        .join("data")
+        .join(format!("snapshot.{zxid:016x}"));
+    let modified = std::fs::metadata(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .modified()
+        .expect("mtime")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    assert_eq!(timestamp, modified, "ZooKeeper's lastModified() / 1000");
+}
+
+#[test]
 fn disabled_admin_server_listens_nowhere() {
     if common::is_apache() {
         return;

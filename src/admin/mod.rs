@@ -24,6 +24,7 @@ use crate::limits::admin as bounds;
 use crate::metrics::TreeGauges;
 use crate::ops;
 use crate::server::registry::ConnRegistry;
+use crate::server::snapshot_info::LastSnapshot;
 use crate::server::stats::ServerStats;
 
 /// What the commands read; cheap to clone into the HTTP threads.
@@ -36,6 +37,7 @@ pub struct AdminSources {
     pub client_buffer_limit_bytes: u64,
     /// Every shard's connections (`cons`, `stat`, `crst`).
     pub registry: Arc<ConnRegistry>,
+    pub last_snapshot: Arc<LastSnapshot>,
 }
 
 /// The commands served: ZooKeeper's primary name first, then its aliases.
@@ -46,6 +48,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["dirs"],
     &["environment", "env", "envi"],
     &["is_read_only", "isro"],
+    &["last_snapshot", "lsnp"],
     &["monitor", "mntr"],
     &["ruok"],
     &["server_stats", "srvr"],
@@ -180,6 +183,13 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
             }
         }
         "is_read_only" => put("read_only", json!(false)),
+        // `LastSnapshotCommand`: the zxid in hex without a prefix (Java's
+        // `Long.toHexString`, so -1 is sixteen f's), the time in seconds.
+        "last_snapshot" => {
+            let (zxid, unix_s) = src.last_snapshot.get();
+            put("zxid", json!(format!("{:x}", zxid as u64)));
+            put("timestamp", json!(unix_s));
+        }
         "monitor" => {
             for (key, value) in mntr_rows(src) {
                 put(key.trim_start_matches("zk_"), typed(&value));
@@ -276,6 +286,7 @@ mod tests {
             tree: Arc::new(TreeGauges::default()),
             client_buffer_limit_bytes: 1 << 20,
             registry: Arc::new(ConnRegistry::default()),
+            last_snapshot: Arc::new(LastSnapshot::default()),
         }
     }
 

@@ -7,12 +7,14 @@
 //! so writes never wait for them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{error, info, warn};
 
+use super::snapshot_info::LastSnapshot;
 use crate::config::Config;
 use crate::storage::{
     purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
@@ -79,10 +81,17 @@ pub struct LogStage {
     rng: StdRng,
     snapshotting: Option<JoinHandle<()>>,
     appended_total: u64,
+    last_snapshot: Arc<LastSnapshot>,
 }
 
 impl LogStage {
-    pub fn new(cfg: &Config, wal: Wal<FsLogStore>, db_id: DbId, sessions: OpenSessions) -> Self {
+    pub fn new(
+        cfg: &Config,
+        wal: Wal<FsLogStore>,
+        db_id: DbId,
+        sessions: OpenSessions,
+        last_snapshot: Arc<LastSnapshot>,
+    ) -> Self {
         let mut rng = StdRng::from_entropy();
         let policy = SnapPolicy::new(cfg.snap_count, &mut rng);
         LogStage {
@@ -96,6 +105,7 @@ impl LogStage {
             rng,
             snapshotting: None,
             appended_total: 0,
+            last_snapshot,
         }
     }
 
@@ -126,11 +136,12 @@ impl LogStage {
         self.wal.roll();
         let (dir, db_id) = (self.data_dir.clone(), self.db_id);
         let (tree, sessions) = (tree.clone(), self.sessions.clone());
+        let last_snapshot = self.last_snapshot.clone();
         let spawned = std::thread::Builder::new()
             .name("fk-snapshot".into())
             .spawn(move || {
                 lower_priority();
-                snapshot(&dir, db_id, &tree, &sessions);
+                snapshot(&dir, db_id, &tree, &sessions, &last_snapshot);
             });
         match spawned {
             Ok(handle) => self.snapshotting = Some(handle),
@@ -155,7 +166,13 @@ impl LogStage {
         if let Some(handle) = self.snapshotting.take() {
             let _ = handle.join();
         }
-        snapshot(&self.data_dir, self.db_id, tree, &self.sessions);
+        snapshot(
+            &self.data_dir,
+            self.db_id,
+            tree,
+            &self.sessions,
+            &self.last_snapshot,
+        );
         if let Err(e) = self.wal.close() {
             error!("closing the write-ahead log: {e}");
         }
@@ -166,15 +183,24 @@ impl LogStage {
     }
 }
 
-fn snapshot(dir: &std::path::Path, db_id: DbId, tree: &DataTree, sessions: &OpenSessions) {
+fn snapshot(
+    dir: &std::path::Path,
+    db_id: DbId,
+    tree: &DataTree,
+    sessions: &OpenSessions,
+    last_snapshot: &LastSnapshot,
+) {
     let started = std::time::Instant::now();
     match write_snapshot(dir, db_id, tree, sessions) {
-        Ok(path) => info!(
-            "snapshot written: {} ({} znodes in {} ms)",
-            path.display(),
-            tree.node_count(),
-            started.elapsed().as_millis()
-        ),
+        Ok(path) => {
+            last_snapshot.record(&path);
+            info!(
+                "snapshot written: {} ({} znodes in {} ms)",
+                path.display(),
+                tree.node_count(),
+                started.elapsed().as_millis()
+            )
+        }
         Err(e) => error!("snapshot failed: {e}"),
     }
 }

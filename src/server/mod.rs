@@ -14,6 +14,7 @@ pub mod registry;
 pub mod replies;
 pub mod send_queue;
 pub mod shard;
+pub mod snapshot_info;
 pub mod stats;
 pub mod stream;
 
@@ -41,6 +42,7 @@ use messages::{ToPipeline, ToShard};
 use pipeline::{Pipeline, PipelineChannels, PipelineStart};
 use registry::ConnRegistry;
 use shard::Shard;
+use snapshot_info::LastSnapshot;
 use stats::ServerStats;
 
 /// State every shard shares (atomics, or locks taken at connect/close only).
@@ -56,6 +58,8 @@ pub struct SharedState {
     pub published_zxid: Arc<AtomicI64>,
     /// The tree's counts for the metrics endpoint; shard 0 stores them.
     pub tree_gauges: Arc<TreeGauges>,
+    /// The newest snapshot on disk (`last_snapshot`).
+    pub last_snapshot: Arc<LastSnapshot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +176,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         exited: Arc::new(AtomicUsize::new(0)),
         published_zxid: Arc::new(AtomicI64::new(0)),
         tree_gauges: Arc::new(TreeGauges::default()),
+        last_snapshot: Arc::new(LastSnapshot::default()),
     });
     // The recovered tree's counts until the first commit replaces them.
     shared.tree_gauges.publish(&opened.recovered.tree);
@@ -192,7 +197,17 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         sessions: opened.recovered.sessions.clone(),
         secret: opened.secret,
     };
-    let stage = LogStage::new(&cfg, opened.wal, opened.db_id, opened.recovered.sessions);
+    if let Some(zxid) = opened.recovered.snapshot_zxid {
+        let name = crate::storage::format::snapshot_name(zxid);
+        shared.last_snapshot.record(&cfg.data_dir.join(name));
+    }
+    let stage = LogStage::new(
+        &cfg,
+        opened.wal,
+        opened.db_id,
+        opened.recovered.sessions,
+        shared.last_snapshot.clone(),
+    );
     let mut handles = vec![
         spawn_log(shared.clone(), stage, log_rx, done_tx)?,
         spawn_pipeline(
@@ -284,6 +299,7 @@ fn start_admin(cfg: &Arc<Config>, shared: &SharedState) -> Result<Option<AdminSe
         tree: shared.tree_gauges.clone(),
         client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
         registry: shared.registry.clone(),
+        last_snapshot: shared.last_snapshot.clone(),
     };
     AdminServer::start(sources)
         .map(Some)
