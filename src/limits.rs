@@ -215,6 +215,17 @@ pub mod quorum {
     /// Proposals a learner has logged but not seen committed; a leader that
     /// sends more is out of ZAB's bounds and is left (back to election).
     pub const LEARNER_PENDING_PROPOSALS_MAX: usize = 2 * OUTSTANDING_PROPOSALS_MAX;
+    /// Largest single record of a ZooKeeper snapshot stream (a node: path,
+    /// data, aclRef and stat; or one ACL list of the ACL cache). Java checks
+    /// each buffer against the quorum bound, so a node is at most two of
+    /// those plus its 72 fixed bytes; an ACL list, written by a client
+    /// within `jute.maxbuffer`, is smaller. A stream decoder never buffers
+    /// more than this plus one input chunk.
+    pub const SNAP_RECORD_BYTES_MAX: usize = 2 * QUORUM_BUFFER_BYTES_MAX + 128;
+    /// Bytes after the end-of-nodes seal of a snapshot file: the digest
+    /// (zxid, version, digest, seal) and 3.9's lastProcessedZxid (+ seal),
+    /// with room for the pre-2 digest written as a hex string.
+    pub const SNAP_FILE_TAIL_BYTES_MAX: usize = 128;
 }
 
 /// Bounds of the Prometheus `/metrics` endpoint (`src/metrics`): a scraper,
