@@ -255,6 +255,18 @@ pub mod quorum {
     /// How often the elector ticks its election core (finalize wait and
     /// resends are measured in 200 ms steps, so 20 ms is precise enough).
     pub const ELECTION_TICK_INTERVAL_MS: u64 = 20;
+
+    /// Largest single record of a ZooKeeper snapshot stream (a node: path,
+    /// data, aclRef and stat; or one ACL list of the ACL cache). Java checks
+    /// each buffer against the quorum bound, so a node is at most two of
+    /// those plus its 72 fixed bytes; an ACL list, written by a client
+    /// within `jute.maxbuffer`, is smaller. A stream decoder never buffers
+    /// more than this plus one input chunk.
+    pub const SNAP_RECORD_BYTES_MAX: usize = 2 * QUORUM_BUFFER_BYTES_MAX + 128;
+    /// Bytes after the end-of-nodes seal of a snapshot file: the digest
+    /// (zxid, version, digest, seal) and 3.9's lastProcessedZxid (+ seal),
+    /// with room for the pre-2 digest written as a hex string.
+    pub const SNAP_FILE_TAIL_BYTES_MAX: usize = 128;
 }
 
 /// Bounds of the Prometheus `/metrics` endpoint (`src/metrics`): a scraper,

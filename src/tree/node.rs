@@ -62,6 +62,18 @@ impl Children {
         self.0.iter().flat_map(|set| set.iter())
     }
 
+    /// The first child path sorting after `after` (the first child for
+    /// None): lets a walk over a large tree resume from a path it kept,
+    /// instead of holding an iterator into the tree.
+    pub fn next_after(&self, after: Option<&str>) -> Option<&str> {
+        use std::ops::Bound;
+        let set = self.0.as_ref()?;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        set.range::<_, str>((lower, Bound::Unbounded))
+            .next()
+            .map(|child| &**child)
+    }
+
     pub fn contains(&self, child_path: &str) -> bool {
         self.0.as_ref().is_some_and(|set| set.contains(child_path))
     }

@@ -27,6 +27,8 @@
 //! - [`quorum_wire`] the quorum (learner) port: `QuorumPacket` as jute writes
 //!   it, the packet type constants of `Leader`, `LearnerInfo`, LEADERINFO,
 //!   ACKEPOCH, NEWLEADER payloads and the zxid/epoch helpers (`ZxidUtils`).
+//! - [`txn_wire`] txns as ZooKeeper writes them (PROPOSAL data, log records), to/from `TxnOp`.
+//! - [`snap_wire`] the DataTree serialization (SNAP sync, `snapshot.*` files) as bounded streams.
 //!
 //! Every decoder returns [`WireError`] on bad input and never panics; every
 //! length read from the wire is checked against a bound in
@@ -38,7 +40,9 @@ pub mod election_wire;
 pub mod leader;
 pub mod learner;
 pub mod quorum_wire;
+pub mod snap_wire;
 pub mod sync;
+pub mod txn_wire;
 
 use crate::proto::jute::DecodeError;
 
