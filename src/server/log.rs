@@ -7,12 +7,15 @@
 //! so writes never wait for them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{error, info, warn};
 
+use super::stats::{LogStats, ServerStats};
 use crate::config::Config;
 use crate::storage::{
     purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
@@ -79,10 +82,19 @@ pub struct LogStage {
     rng: StdRng,
     snapshotting: Option<JoinHandle<()>>,
     appended_total: u64,
+    /// forceSync: without it there is no fdatasync to time.
+    force_sync: bool,
+    stats: Arc<ServerStats>,
 }
 
 impl LogStage {
-    pub fn new(cfg: &Config, wal: Wal<FsLogStore>, db_id: DbId, sessions: OpenSessions) -> Self {
+    pub fn new(
+        cfg: &Config,
+        wal: Wal<FsLogStore>,
+        db_id: DbId,
+        sessions: OpenSessions,
+        stats: Arc<ServerStats>,
+    ) -> Self {
         let mut rng = StdRng::from_entropy();
         let policy = SnapPolicy::new(cfg.snap_count, &mut rng);
         LogStage {
@@ -96,6 +108,8 @@ impl LogStage {
             rng,
             snapshotting: None,
             appended_total: 0,
+            force_sync: cfg.force_sync,
+            stats,
         }
     }
 
@@ -105,12 +119,30 @@ impl LogStage {
         if batch.is_empty() {
             return Ok(());
         }
-        self.wal.append_batch(batch)?;
+        let flush_started = Instant::now();
+        self.wal.write_batch(batch)?;
+        let sync_started = Instant::now();
+        self.wal.sync()?;
+        self.record_flush(batch.len(), flush_started, sync_started);
         for (header, op) in batch {
             self.sessions.apply(header, op);
         }
         self.appended_total += batch.len() as u64;
         Ok(())
+    }
+
+    /// ZooKeeper's SyncRequestProcessor/FileTxnLog timings of one group commit.
+    fn record_flush(&self, txns: usize, flush_started: Instant, sync_started: Instant) {
+        let log = &self.stats.log;
+        let sync_us = sync_started.elapsed().as_micros() as u64;
+        if self.force_sync {
+            log.fsync_us.record(sync_us);
+            log.fsync_histogram_us.record(sync_us);
+        }
+        log.flush_us
+            .record(flush_started.elapsed().as_micros() as u64);
+        log.batch_txns.record(txns as u64);
+        log.batch_histogram_txns.record(txns as u64);
     }
 
     /// Called with the tree as of the batch just appended; starts a snapshot
@@ -126,11 +158,12 @@ impl LogStage {
         self.wal.roll();
         let (dir, db_id) = (self.data_dir.clone(), self.db_id);
         let (tree, sessions) = (tree.clone(), self.sessions.clone());
+        let stats = self.stats.clone();
         let spawned = std::thread::Builder::new()
             .name("fk-snapshot".into())
             .spawn(move || {
                 lower_priority();
-                snapshot(&dir, db_id, &tree, &sessions);
+                snapshot(&dir, db_id, &tree, &sessions, &stats.log);
             });
         match spawned {
             Ok(handle) => self.snapshotting = Some(handle),
@@ -155,7 +188,13 @@ impl LogStage {
         if let Some(handle) = self.snapshotting.take() {
             let _ = handle.join();
         }
-        snapshot(&self.data_dir, self.db_id, tree, &self.sessions);
+        snapshot(
+            &self.data_dir,
+            self.db_id,
+            tree,
+            &self.sessions,
+            &self.stats.log,
+        );
         if let Err(e) = self.wal.close() {
             error!("closing the write-ahead log: {e}");
         }
@@ -166,15 +205,26 @@ impl LogStage {
     }
 }
 
-fn snapshot(dir: &std::path::Path, db_id: DbId, tree: &DataTree, sessions: &OpenSessions) {
-    let started = std::time::Instant::now();
+fn snapshot(
+    dir: &std::path::Path,
+    db_id: DbId,
+    tree: &DataTree,
+    sessions: &OpenSessions,
+    stats: &LogStats,
+) {
+    let started = Instant::now();
     match write_snapshot(dir, db_id, tree, sessions) {
-        Ok(path) => info!(
-            "snapshot written: {} ({} znodes in {} ms)",
-            path.display(),
-            tree.node_count(),
-            started.elapsed().as_millis()
-        ),
+        Ok(path) => {
+            let elapsed = started.elapsed();
+            // ZooKeeper times successful snapshots only (takeSnapshot).
+            stats.snapshot_us.record_shared(elapsed.as_micros() as u64);
+            info!(
+                "snapshot written: {} ({} znodes in {} ms)",
+                path.display(),
+                tree.node_count(),
+                elapsed.as_millis()
+            )
+        }
         Err(e) => error!("snapshot failed: {e}"),
     }
 }
