@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::Conn;
-use common::{expect_startup_failure, free_port, http, Server};
+use common::{expect_startup_failure, free_port, http, is_apache, Server};
 
 const PROMETHEUS_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 /// Bound on one HTTP exchange and on waiting for a value to move.
@@ -48,6 +48,31 @@ const ZK_NAMES_ENDING_IN_COUNT: &[&str] = &[
     "ephemerals_count",
     "open_file_descriptor_count",
     "max_file_descriptor_count",
+];
+
+/// ZooKeeper 3.9's `ServerMetrics` summaries (ADVANCED: 0.5, 0.9 and 0.99
+/// quantiles; BASIC: the median) that Ferrokeeper exports.
+const ZK_ADVANCED_SUMMARIES: &[&str] = &[
+    "readlatency",
+    "updatelatency",
+    "propagation_latency",
+    "local_write_committed_time_ms",
+    "sync_processor_queue_flush_time_ms",
+    "sync_processor_queue_and_flush_time_ms",
+];
+const ZK_BASIC_SUMMARIES: &[&str] = &[
+    "fsynctime",
+    "snapshottime",
+    "dbinittime",
+    "sync_processor_batch_size",
+    "write_batch_time_in_commit_processor",
+];
+
+/// ZooKeeper's names with `_ms` in them, which promtool's lint flags ("abbreviated units").
+const ZK_NAMES_WITH_MS: &[&str] = &[
+    "local_write_committed_time_ms",
+    "sync_processor_queue_flush_time_ms",
+    "sync_processor_queue_and_flush_time_ms",
 ];
 
 /// A server with the endpoint on a free loopback port; returns it and the endpoint.
@@ -104,7 +129,8 @@ fn wait_for(addr: SocketAddr, name: &str, done: impl Fn(f64) -> bool) -> String 
     }
 }
 
-/// `promtool check metrics` on `text`: must parse, and lint only ZooKeeper's `_count` names.
+/// `promtool check metrics` on `text`: must parse, and lint only ZooKeeper's `_count` and
+/// `_ms` names.
 fn promtool_check(text: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -134,6 +160,8 @@ fn promtool_check(text: &str) {
     for problem in report.lines().filter(|l| !l.trim().is_empty()) {
         let allowed = ZK_NAMES_ENDING_IN_COUNT.iter().any(|name| {
             problem == format!("{name} non-histogram and non-summary metrics should not have \"_count\" suffix")
+        }) || ZK_NAMES_WITH_MS.iter().any(|name| {
+            problem == format!("{name} metric names should not contain abbreviated units")
         });
         assert!(allowed, "unexpected promtool finding: {problem}\n{text}");
     }
@@ -289,4 +317,178 @@ fn metrics_port_in_use_stops_startup() {
         stderr.contains("cannot start the /metrics endpoint"),
         "{stderr}"
     );
+}
+
+/// The quantile samples of one summary, in the order written.
+fn quantiles(text: &str, name: &str, labels: &[&str]) -> Vec<f64> {
+    labels
+        .iter()
+        .map(|q| value(text, &format!("{name}{{quantile=\"{q}\",}}")))
+        .collect()
+}
+
+/// Reads and writes through a client show up in ZooKeeper's latency
+/// summaries: counts equal to the requests made, sums and quantiles plausible.
+#[test]
+fn request_latency_summaries_use_zookeeper_names_and_count_requests() {
+    let (server, metrics) = start_with_metrics();
+    let before = scrape(metrics);
+    for name in ZK_ADVANCED_SUMMARIES.iter().chain(ZK_BASIC_SUMMARIES) {
+        assert!(
+            before.contains(&format!("\n# TYPE {name} summary\n")),
+            "no `# TYPE {name} summary` in:\n{before}"
+        );
+    }
+    assert_eq!(
+        quantiles(&before, "readlatency", &["0.5", "0.9", "0.99"]).len(),
+        3
+    );
+    assert!(
+        !before.contains("fsynctime{quantile=\"0.9\""),
+        "BASIC: median only"
+    );
+    promtool_check(&before);
+
+    let (writes, reads) = (7u32, 5u32);
+    let mut conn = Conn::connect(server.addr(), 30_000);
+    for i in 0..writes {
+        assert_eq!(
+            conn.create(&format!("/lat{i}"), b"x", 0).err,
+            0,
+            "create /lat{i}"
+        );
+    }
+    for i in 0..reads {
+        assert_eq!(
+            conn.get_data(&format!("/lat{i}"), false).1.err,
+            0,
+            "getData"
+        );
+    }
+    let updates_before = value(&before, "updatelatency_count");
+    let reads_before = value(&before, "readlatency_count");
+    // The reply is sent right after the latency is recorded: wait for it to be scraped.
+    wait_for(metrics, "updatelatency_count", |n| {
+        n >= updates_before + writes as f64
+    });
+    let after = wait_for(metrics, "readlatency_count", |n| {
+        n >= reads_before + reads as f64
+    });
+    promtool_check(&after);
+    if is_apache() {
+        return; // Apache also counts its session creation: the names are what matters there.
+    }
+    assert_eq!(
+        value(&after, "updatelatency_count"),
+        writes as f64,
+        "{after}"
+    );
+    assert_eq!(value(&after, "readlatency_count"), reads as f64, "{after}");
+    for name in ["updatelatency", "readlatency"] {
+        assert!(
+            value(&after, &format!("{name}_sum")) > 0.0,
+            "{name}:\n{after}"
+        );
+        let q = quantiles(&after, name, &["0.5", "0.9", "0.99"]);
+        assert!(q[0] > 0.0 && q[0] <= q[1] && q[1] <= q[2], "{name} {q:?}");
+        // Every request took less than the whole test; none is an hour long.
+        assert!(q[2] < 3_600_000.0, "{name} {q:?}");
+    }
+    // The createSession txn and each create were fsynced in some batches.
+    let txns = value(&after, "sync_processor_batch_size_sum");
+    assert!(txns >= (writes + 1) as f64, "{after}");
+    let syncs = value(&after, "fsynctime_count");
+    assert!(syncs >= 1.0 && syncs <= txns, "{after}");
+    assert_eq!(value(&after, "ferrokeeper_log_sync_seconds_count"), syncs);
+    assert_eq!(
+        value(&after, "sync_processor_queue_and_flush_time_ms_count"),
+        txns
+    );
+    assert_eq!(
+        value(&after, "ferrokeeper_log_sync_seconds_bucket{le=\"+Inf\",}"),
+        syncs
+    );
+    for name in ["propagation_latency", "local_write_committed_time_ms"] {
+        assert_eq!(
+            value(&after, &format!("{name}_count")),
+            writes as f64,
+            "{name}"
+        );
+    }
+    assert_eq!(value(&after, "dbinittime_count"), 1.0, "{after}");
+}
+
+/// Stops the Prometheus server a test started, however the test ends.
+struct Scraper(std::process::Child);
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One query to Prometheus' HTTP API; `None` while it is not serving yet. (Go keeps
+/// HTTP/1.1 connections open, so this asks it to close rather than use `http`.)
+fn prometheus_query(api: SocketAddr, expr: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = TcpStream::connect_timeout(&api, WAIT).ok()?;
+    stream.set_read_timeout(Some(WAIT)).ok()?;
+    let request = format!(
+        "GET /api/v1/query?query={expr} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// A real Prometheus server (Debian's `prometheus`, installed with promtool) scrapes
+/// the endpoint: its query API returns our znode_count and a summary's quantile.
+#[test]
+fn a_prometheus_server_scrapes_the_endpoint() {
+    let (server, metrics) = start_with_metrics();
+    let web_port = free_port();
+    let config = server.dir().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ferrokeeper\n    \
+             static_configs:\n      - targets: ['{metrics}']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            server.dir().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "prometheus is required (Debian package `prometheus`; tests/run-all.sh installs it)",
+        );
+    let _scraper = Scraper(child);
+    let api = SocketAddr::from(([127, 0, 0, 1], web_port));
+    let query = |expr: &str| prometheus_query(api, expr);
+    // Startup and the first scrape take a few seconds; bounded like every wait here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some(body) = query("znode_count").filter(|b| b.contains("\"value\":[")) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never returned znode_count"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.contains("\"job\":\"ferrokeeper\""), "{body}");
+    // Scraped with the same scrape: a summary's quantile sample, by its label.
+    let quantile = query("readlatency%7Bquantile%3D%220.99%22%7D").unwrap_or_default();
+    assert!(quantile.contains("\"quantile\":\"0.99\""), "{quantile}");
 }

@@ -3,15 +3,19 @@
 //! names, on a thread of its own.
 //!
 //! The HTTP thread reads only what the server already publishes for other
-//! threads: the per-shard relaxed atomics of [`ServerStats`] and the tree's
+//! threads: the relaxed atomics of [`ServerStats`] (per-shard counters and
+//! the executors' [`summary`] and [`histogram`] buckets) and the tree's
 //! counts in [`TreeGauges`], which shard 0 stores after each commit. It never
 //! sends to a shard or the pipeline, so a scraper cannot slow client traffic.
 
 pub mod exposition;
+pub mod histogram;
 pub mod http;
+pub mod summary;
+pub mod window;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::server::stats::ServerStats;
 use crate::tree::DataTree;
@@ -47,4 +51,6 @@ pub struct MetricsSources {
     pub tree: Arc<TreeGauges>,
     /// The server-wide client buffer bound in force (all shards together).
     pub client_buffer_limit_bytes: u64,
+    /// Quantile windows, shared by the endpoint's connections (scrapes only).
+    pub windows: Arc<Mutex<window::SummaryWindows>>,
 }

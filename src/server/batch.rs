@@ -1,6 +1,8 @@
 //! One batch of the write pipeline: the txns it logs and everything it will
 //! publish once they are durable (events, replies, handshake results, closes).
 
+use std::time::Instant;
+
 use crate::proto::{ErrorCode, SessionId, Zxid};
 use crate::tree::{DataTree, TreeEvent, TxnHeader, TxnOp};
 
@@ -82,4 +84,7 @@ pub struct Pending {
     pub batch: Batch,
     /// The tree as of this batch: published once the batch is durable.
     pub version: DataTree,
+    /// Handed to the log at; with `txns`, for the pipeline's summaries.
+    pub submitted: Instant,
+    pub txns: usize,
 }

@@ -28,7 +28,7 @@ use super::registry::ConnInfo;
 use super::replies::encode_write_reply;
 use super::send_queue::SendQueue;
 use super::shard::Shard;
-use super::stats;
+use super::stats::{self, RequestKind};
 use super::stream::ClientStream;
 use crate::limits;
 use crate::proto::frame::{self, FrameError};
@@ -236,7 +236,7 @@ impl Conn {
             &reply,
         );
         self.info.last_zxid.store(reply.zxid, Relaxed);
-        self.finish_request(shard, started);
+        self.finish_request(shard, started, RequestKind::Write);
         if closed {
             self.session_id.set(0);
             self.close_after_flush();
@@ -245,15 +245,15 @@ impl Conn {
         self.pump(shard);
     }
 
-    fn finish_request(&self, shard: &Shard, started: Instant) {
+    fn finish_request(&self, shard: &Shard, started: Instant, kind: RequestKind) {
         stats::add(&self.info.sent, 1);
         stats::sub(&self.info.queued, 1);
         let counters = &shard.stats.shards[shard.index];
         stats::add(&counters.packets_sent, 1);
         stats::sub(&counters.outstanding, 1);
-        let latency_ms = started.elapsed().as_millis() as u64;
-        shard.stats.record_latency(shard.index, latency_ms);
-        self.info.record_response(latency_ms);
+        let latency = started.elapsed();
+        shard.stats.record_latency(shard.index, kind, latency);
+        self.info.record_response(latency.as_millis() as u64);
         shard.release_outstanding();
         self.reader_bell.ring();
     }
@@ -340,7 +340,7 @@ impl Conn {
         started: Instant,
     ) {
         let outcome = execute_local(shard, self, xid, op, body);
-        self.finish_request(shard, started);
+        self.finish_request(shard, started, RequestKind::Read);
         self.mark_for_flush();
         match outcome {
             LocalOutcome::Continue => {}

@@ -9,12 +9,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{error, info, warn};
 
 use super::snapshot_info::LastSnapshot;
+use super::stats::{LogStats, ServerStats};
 use crate::config::Config;
 use crate::storage::{
     purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
@@ -82,6 +84,9 @@ pub struct LogStage {
     snapshotting: Option<JoinHandle<()>>,
     appended_total: u64,
     last_snapshot: Arc<LastSnapshot>,
+    /// forceSync: without it there is no fdatasync to time.
+    force_sync: bool,
+    stats: Arc<ServerStats>,
 }
 
 impl LogStage {
@@ -91,6 +96,7 @@ impl LogStage {
         db_id: DbId,
         sessions: OpenSessions,
         last_snapshot: Arc<LastSnapshot>,
+        stats: Arc<ServerStats>,
     ) -> Self {
         let mut rng = StdRng::from_entropy();
         let policy = SnapPolicy::new(cfg.snap_count, &mut rng);
@@ -106,6 +112,8 @@ impl LogStage {
             snapshotting: None,
             appended_total: 0,
             last_snapshot,
+            force_sync: cfg.force_sync,
+            stats,
         }
     }
 
@@ -115,12 +123,30 @@ impl LogStage {
         if batch.is_empty() {
             return Ok(());
         }
-        self.wal.append_batch(batch)?;
+        let flush_started = Instant::now();
+        self.wal.write_batch(batch)?;
+        let sync_started = Instant::now();
+        self.wal.sync()?;
+        self.record_flush(batch.len(), flush_started, sync_started);
         for (header, op) in batch {
             self.sessions.apply(header, op);
         }
         self.appended_total += batch.len() as u64;
         Ok(())
+    }
+
+    /// ZooKeeper's SyncRequestProcessor/FileTxnLog timings of one group commit.
+    fn record_flush(&self, txns: usize, flush_started: Instant, sync_started: Instant) {
+        let log = &self.stats.log;
+        let sync_us = sync_started.elapsed().as_micros() as u64;
+        if self.force_sync {
+            log.fsync_us.record(sync_us);
+            log.fsync_histogram_us.record(sync_us);
+        }
+        log.flush_us
+            .record(flush_started.elapsed().as_micros() as u64);
+        log.batch_txns.record(txns as u64);
+        log.batch_histogram_txns.record(txns as u64);
     }
 
     /// Called with the tree as of the batch just appended; starts a snapshot
@@ -137,11 +163,12 @@ impl LogStage {
         let (dir, db_id) = (self.data_dir.clone(), self.db_id);
         let (tree, sessions) = (tree.clone(), self.sessions.clone());
         let last_snapshot = self.last_snapshot.clone();
+        let stats = self.stats.clone();
         let spawned = std::thread::Builder::new()
             .name("fk-snapshot".into())
             .spawn(move || {
                 lower_priority();
-                snapshot(&dir, db_id, &tree, &sessions, &last_snapshot);
+                snapshot(&dir, db_id, &tree, &sessions, &last_snapshot, &stats.log);
             });
         match spawned {
             Ok(handle) => self.snapshotting = Some(handle),
@@ -172,6 +199,7 @@ impl LogStage {
             tree,
             &self.sessions,
             &self.last_snapshot,
+            &self.stats.log,
         );
         if let Err(e) = self.wal.close() {
             error!("closing the write-ahead log: {e}");
@@ -189,16 +217,20 @@ fn snapshot(
     tree: &DataTree,
     sessions: &OpenSessions,
     last_snapshot: &LastSnapshot,
+    stats: &LogStats,
 ) {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     match write_snapshot(dir, db_id, tree, sessions) {
         Ok(path) => {
+            let elapsed = started.elapsed();
+            // ZooKeeper times successful snapshots only (takeSnapshot).
+            stats.snapshot_us.record_shared(elapsed.as_micros() as u64);
             last_snapshot.record(&path);
             info!(
                 "snapshot written: {} ({} znodes in {} ms)",
                 path.display(),
                 tree.node_count(),
-                started.elapsed().as_millis()
+                elapsed.as_millis()
             )
         }
         Err(e) => error!("snapshot failed: {e}"),

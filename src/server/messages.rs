@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -95,6 +96,16 @@ pub struct CommitNotice {
     pub closes: Vec<(u64, CloseReason)>,
     /// Live sessions after this batch (for mntr/srvr).
     pub session_count: usize,
+    /// When the batch went to the log and came back durable; `None` for a
+    /// batch published without logging (nothing to time).
+    pub timing: Option<CommitTiming>,
+}
+
+/// A logged batch's milestones, for the shards' commit summaries.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitTiming {
+    pub submitted: Instant,
+    pub durable: Instant,
 }
 
 pub enum ToShard {

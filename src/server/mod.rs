@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
@@ -35,6 +35,7 @@ use tracing::{info, warn};
 use crate::admin::{AdminServer, AdminSources};
 use crate::config::Config;
 use crate::limits;
+use crate::metrics::window::SummaryWindows;
 use crate::metrics::{MetricsServer, MetricsSources, TreeGauges};
 use crate::tls::ReloadingConfig;
 use log::{run_log, LogDone, LogRequest, LogStage};
@@ -158,7 +159,9 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         None => None,
     };
     let secure_addr = secure.as_ref().map(|s| s.addr);
+    let recovery_started = Instant::now();
     let opened = crate::storage::open(&crate::storage::StorageOptions::from_config(&cfg))?;
+    let recovery_us = recovery_started.elapsed().as_micros() as u64;
     info!(
         "recovered zxid 0x{:x}: {} znodes, {} open sessions ({} txns replayed)",
         opened.recovered.last_zxid,
@@ -178,6 +181,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         tree_gauges: Arc::new(TreeGauges::default()),
         last_snapshot: Arc::new(LastSnapshot::default()),
     });
+    shared.stats.log.db_init_us.record_shared(recovery_us);
     // The recovered tree's counts until the first commit replaces them.
     shared.tree_gauges.publish(&opened.recovered.tree);
     let metrics = start_metrics(&cfg, &shared)?;
@@ -207,6 +211,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         opened.db_id,
         opened.recovered.sessions,
         shared.last_snapshot.clone(),
+        shared.stats.clone(),
     );
     let mut handles = vec![
         spawn_log(shared.clone(), stage, log_rx, done_tx)?,
@@ -279,6 +284,7 @@ fn start_metrics(cfg: &Config, shared: &SharedState) -> Result<Option<MetricsSer
         tree: shared.tree_gauges.clone(),
         // As mntr reports it: the per-shard share the shards enforce, times shards.
         client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
+        windows: Arc::new(Mutex::new(SummaryWindows::new(shared.stats.started))),
     };
     MetricsServer::start(addr, sources)
         .map(Some)
@@ -392,9 +398,14 @@ fn spawn_pipeline(
                 log_tx: log.0.connect().await,
                 log_rx: log.1.connect().await,
             };
-            Pipeline::new(cfg, shared.published_zxid.clone(), start)
-                .run(channels)
-                .await;
+            Pipeline::new(
+                cfg,
+                shared.published_zxid.clone(),
+                shared.stats.clone(),
+                start,
+            )
+            .run(channels)
+            .await;
         })
         .map_err(|e| StartError::Executor(e.to_string()))
 }

@@ -19,6 +19,7 @@ use super::inbox::{forward_log, forward_shard, Inbox};
 use super::log::{LogDone, LogRequest};
 use super::messages::*;
 use super::quota_log::QuotaLog;
+use super::stats::{self, ServerStats};
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{CreateMode, ErrorCode, Request, SessionId, Zxid};
@@ -49,6 +50,7 @@ pub struct Pipeline {
     /// The identity the server itself acts with (session close, reaping).
     system_auth: AuthInfo,
     published_zxid: Arc<AtomicI64>,
+    stats: Arc<ServerStats>,
 }
 
 fn unix_ms() -> i64 {
@@ -61,7 +63,12 @@ impl Pipeline {
     /// Starts from what recovery found: the tree, the last zxid, and the
     /// sessions still open (they expire on their normal schedule unless their
     /// clients reconnect, as in ZooKeeper).
-    pub fn new(cfg: Arc<Config>, published_zxid: Arc<AtomicI64>, start: PipelineStart) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        published_zxid: Arc<AtomicI64>,
+        stats: Arc<ServerStats>,
+        start: PipelineStart,
+    ) -> Self {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
         let prep_options = PrepOptions {
             extended_types_enabled: cfg.extended_types_enabled,
@@ -85,6 +92,7 @@ impl Pipeline {
             quota_log: QuotaLog::default(),
             system_auth: AuthInfo::superuser(),
             published_zxid,
+            stats,
             cfg,
         }
     }
@@ -388,12 +396,15 @@ impl Pipeline {
     ) {
         let version = self.tree.clone();
         if batch.txns.is_empty() && self.in_flight.is_empty() {
-            self.publish(batch, version, outbox).await;
+            self.publish(batch, version, None, outbox).await;
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         let txns = std::mem::take(&mut batch.txns);
+        let txn_count = txns.len();
+        // Before the send: waiting for room in the log's queue is queue time.
+        let submitted = Instant::now();
         let request = LogRequest::Append {
             seq,
             txns,
@@ -406,7 +417,11 @@ impl Pipeline {
             seq,
             batch,
             version,
+            submitted,
+            txns: txn_count,
         });
+        let in_flight = &self.stats.pipeline.log_batches_in_flight;
+        stats::add(in_flight, 1);
     }
 
     /// The log finished the oldest batch in flight: publish it, or fail it.
@@ -417,10 +432,25 @@ impl Pipeline {
             .expect("a completion has a batch");
         assert_eq!(pending.seq, done.seq, "the log completes batches in order");
         let Pending {
-            mut batch, version, ..
+            mut batch,
+            version,
+            submitted,
+            txns,
+            ..
         } = pending;
+        let pipeline = &self.stats.pipeline;
+        stats::sub(&pipeline.log_batches_in_flight, 1);
+        let durable = Instant::now();
+        let flushed_us = durable.duration_since(submitted).as_micros() as u64;
         match done.result {
-            Ok(()) => self.publish(batch, version, outbox).await,
+            Ok(()) => {
+                // ZooKeeper times each request of a flush; they share ours.
+                pipeline
+                    .queue_and_flush_us
+                    .record_n(flushed_us, txns as u64);
+                let timing = CommitTiming { submitted, durable };
+                self.publish(batch, version, Some(timing), outbox).await
+            }
             Err(e) => {
                 self.log_failure(&e);
                 for &id in &batch.created_sessions {
@@ -428,7 +458,7 @@ impl Pipeline {
                 }
                 batch.fail(self.published.last_zxid());
                 let published = self.published.clone();
-                self.publish(batch, published, outbox).await;
+                self.publish(batch, published, None, outbox).await;
             }
         }
     }
@@ -450,6 +480,7 @@ impl Pipeline {
         &mut self,
         batch: Batch,
         version: DataTree,
+        timing: Option<CommitTiming>,
         outbox: &[ConnectedSender<ToShard>],
     ) {
         // Announce before sending, so no shard answers a read from an older
@@ -471,6 +502,7 @@ impl Pipeline {
                 connects,
                 closes,
                 session_count: self.sessions.len(),
+                timing,
             };
             // A closed shard (shutting down) no longer needs notices.
             let _ = outbox[shard].send(ToShard::Commit(Box::new(notice))).await;

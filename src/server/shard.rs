@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use glommio::channels::shared_channel::ConnectedSender;
 use hashbrown::HashMap;
@@ -269,6 +270,8 @@ impl Shard {
     /// go out before its reply and after the replies of earlier txns (a
     /// failed write's reply carries the zxid it was decided at).
     pub fn on_commit(&self, notice: CommitNotice) {
+        let applying = Instant::now();
+        let (timing, writes) = (notice.timing, notice.replies.len() as u64);
         let mut dirty: Vec<Rc<Conn>> = Vec::new();
         *self.version.borrow_mut() = notice.version;
         self.stats.shards[self.index]
@@ -314,6 +317,26 @@ impl Shard {
             conn.writer_bell.ring();
         }
         self.publish_watch_count();
+        if let Some(timing) = timing {
+            self.record_commit(timing, writes, applying);
+        }
+    }
+
+    /// ZooKeeper's CommitProcessor/FinalRequestProcessor timings, per write
+    /// this shard answered from the notice (a notice without any is not a
+    /// write batch for this shard).
+    fn record_commit(&self, timing: CommitTiming, writes: u64, applying: Instant) {
+        if writes == 0 {
+            return;
+        }
+        let c = &self.stats.shards[self.index];
+        let micros =
+            |from: Instant, to: Instant| to.saturating_duration_since(from).as_micros() as u64;
+        c.write_committed_us
+            .record_n(micros(timing.durable, applying), writes);
+        c.propagation_us
+            .record_n(micros(timing.submitted, applying), writes);
+        c.commit_apply_us.record(micros(applying, Instant::now()));
     }
 
     fn conn(&self, conn_id: u64) -> Option<Rc<Conn>> {

@@ -3,9 +3,12 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+
+use crate::metrics::histogram::{Histogram, BATCH_BOUNDS_TXNS, SYNC_BOUNDS_US};
+use crate::metrics::summary::Summary;
 
 /// Every counter here has one writer, the shard (or connection) that owns it,
 /// so an update is a relaxed load and store: no locked read-modify-write on
@@ -39,10 +42,75 @@ pub struct ShardCounters {
     pub client_buffer_bytes: AtomicU64,
     /// Connections closed because their client stopped reading.
     pub slow_clients_closed: AtomicU64,
+    /// ZooKeeper's `readlatency`/`updatelatency`, in microseconds.
+    pub read_latency_us: Summary,
+    pub update_latency_us: Summary,
+    /// Per write answered: the log made its batch durable -> this shard
+    /// applied it (`local_write_committed_time_ms`).
+    pub write_committed_us: Summary,
+    /// Per write answered: its batch went to the log -> this shard applied
+    /// it (`propagation_latency`: prep to final processing, standalone).
+    pub propagation_us: Summary,
+    /// Applying one commit notice with writes in it
+    /// (`write_batch_time_in_commit_processor`).
+    pub commit_apply_us: Summary,
+}
+
+/// Which of ZooKeeper's latency summaries a request counts in: writes (and
+/// everything else the pipeline orders: sync, closeSession) are `updatelatency`,
+/// requests a shard answers alone (reads, pings, setWatches) `readlatency`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    Read,
+    Write,
+}
+
+/// Written by the pipeline executor only.
+#[derive(Default)]
+pub struct PipelineStats {
+    /// Per txn: its batch handed to the log -> the log reported it durable
+    /// (`sync_processor_queue_and_flush_time_ms`).
+    pub queue_and_flush_us: Summary,
+    /// Batches handed to the log and not yet durable.
+    pub log_batches_in_flight: AtomicU64,
+}
+
+/// Written by the log executor only, but `snapshot_us` (snapshot threads)
+/// and `db_init_us` (startup).
+pub struct LogStats {
+    /// One fdatasync of the log (`fsynctime`); only with forceSync.
+    pub fsync_us: Summary,
+    /// The same syncs as a histogram (`ferrokeeper_log_sync_seconds`).
+    pub fsync_histogram_us: Histogram,
+    /// Writing and syncing one batch (`sync_processor_queue_flush_time_ms`).
+    pub flush_us: Summary,
+    /// Txns per group commit (`sync_processor_batch_size`).
+    pub batch_txns: Summary,
+    pub batch_histogram_txns: Histogram,
+    /// Writing one snapshot (`snapshottime`), from its thread.
+    pub snapshot_us: Summary,
+    /// Recovery at startup: snapshot load and log replay (`dbinittime`).
+    pub db_init_us: Summary,
+}
+
+impl Default for LogStats {
+    fn default() -> Self {
+        LogStats {
+            fsync_us: Summary::default(),
+            fsync_histogram_us: Histogram::new(SYNC_BOUNDS_US),
+            flush_us: Summary::default(),
+            batch_txns: Summary::default(),
+            batch_histogram_txns: Histogram::new(BATCH_BOUNDS_TXNS),
+            snapshot_us: Summary::default(),
+            db_init_us: Summary::default(),
+        }
+    }
 }
 
 pub struct ServerStats {
     pub shards: Vec<CachePadded<ShardCounters>>,
+    pub pipeline: CachePadded<PipelineStats>,
+    pub log: CachePadded<LogStats>,
     pub started: Instant,
 }
 
@@ -76,12 +144,21 @@ impl ServerStats {
             .collect();
         ServerStats {
             shards,
+            pipeline: CachePadded::default(),
+            log: CachePadded::default(),
             started: Instant::now(),
         }
     }
 
-    pub fn record_latency(&self, shard: usize, ms: u64) {
+    /// One request answered by `shard`, `elapsed` after it arrived.
+    pub fn record_latency(&self, shard: usize, kind: RequestKind, elapsed: Duration) {
         let c = &self.shards[shard];
+        let us = elapsed.as_micros() as u64;
+        match kind {
+            RequestKind::Read => c.read_latency_us.record(us),
+            RequestKind::Write => c.update_latency_us.record(us),
+        }
+        let ms = us / 1000;
         add(&c.latency_total_ms, ms);
         add(&c.latency_count, 1);
         if ms > c.latency_max_ms.load(Relaxed) {
@@ -130,7 +207,8 @@ impl ServerStats {
             .unwrap_or(0)
     }
 
-    /// `srst`: reset the latency and packet counters.
+    /// `srst`: reset the latency and packet counters. As in ZooKeeper (whose
+    /// srst resets `ServerStats`, not `ServerMetrics`), the summaries stay.
     pub fn reset(&self) {
         for c in &self.shards {
             c.packets_received.store(0, Relaxed);
