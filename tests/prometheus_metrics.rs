@@ -390,7 +390,12 @@ fn request_latency_summaries_use_zookeeper_names_and_count_requests() {
             "{name}:\n{after}"
         );
         let q = quantiles(&after, name, &["0.5", "0.9", "0.99"]);
-        assert!(q[0] > 0.0 && q[0] <= q[1] && q[1] <= q[2], "{name} {q:?}");
+        assert!(q[0] >= 0.0 && q[0] <= q[1] && q[1] <= q[2], "{name} {q:?}");
+        // A write waits for its fdatasync; a read answered in the same
+        // executor turn can take under a microsecond and record 0.
+        if name == "updatelatency" {
+            assert!(q[0] > 0.0, "{name} {q:?}");
+        }
         // Every request took less than the whole test; none is an hour long.
         assert!(q[2] < 3_600_000.0, "{name} {q:?}");
     }
