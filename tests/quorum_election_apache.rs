@@ -14,14 +14,16 @@
 //! drop. A missing Java or ZooKeeper install fails the test (tests/run-all.sh
 //! installs them).
 
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::apache::{self, ScratchDir};
 use ferrokeeper::quorum::cnx::CnxManager;
 use ferrokeeper::quorum::elector::{Decision, Elector, ElectorSettings, History};
 use ferrokeeper::quorum::ensemble::{CnxSettings, Ensemble, Member};
@@ -32,36 +34,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Granularity of the bounded waits on Apache's log and `srvr`.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
-const ZK_CONF_DIR: &str = "/etc/zookeeper/conf";
-
 // ---------------------------------------------------------------------------------------------
 // Processes, directories, ports
-
-/// A temp dir removed on drop (prefix as tests/common cleans up after a kill).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrokeeper-test-{}-{tag}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One Apache server, killed (SIGKILL) and reaped on drop.
 struct JavaServer {
@@ -95,28 +69,6 @@ impl Drop for JavaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn require_apache_install() {
-    let java_ok = Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        java_ok && Path::new(ZK_JAR).exists(),
-        "needs `java` and Debian's `zookeeper` package (tests/run-all.sh installs them)"
-    );
-}
-
-fn classpath() -> String {
-    if Path::new(SLF4J_SIMPLE_JAR).exists() {
-        format!("{ZK_CONF_DIR}:{ZK_JAR}:{SLF4J_SIMPLE_JAR}")
-    } else {
-        format!("{ZK_CONF_DIR}:/usr/share/java/*")
     }
 }
 
@@ -177,43 +129,9 @@ fn write_apache_dir(root: &Path, layout: &Layout, sid: Sid, epoch: i64) -> PathB
 
 fn start_apache(dir: &Path, sid: Sid, client_port: u16) -> JavaServer {
     let log = dir.join("zookeeper.log");
-    let out = fs::File::create(&log).expect("create log");
-    let err = out.try_clone().expect("clone log handle");
-    let mut cmd = Command::new("java");
-    cmd.args([
-        "-Xms128m",
-        "-Xmx128m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-Xshare:auto",
-    ])
-    .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
-    .arg("-Dzookeeper.admin.enableServer=false")
-    .arg("-cp")
-    .arg(classpath())
-    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-    .arg(dir.join("zoo.cfg"))
-    .current_dir(dir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(out))
-    .stderr(Stdio::from(err));
-    // Die with the test process even if it is killed before the drop guard runs.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn java");
+    let cfg = dir.join("zoo.cfg");
+    let child =
+        apache::spawn_quorum_peer(dir, &cfg, &log, &["-Xms128m", "-Xmx128m", "-Xshare:auto"]);
     JavaServer {
         sid,
         child,
@@ -332,8 +250,8 @@ fn expect(cond: bool, what: String) -> Result<(), String> {
 
 #[test]
 fn our_elector_follows_the_leader_two_apache_servers_elect() {
-    require_apache_install();
-    let root = TempDir::new("election-apache-2of3");
+    apache::require_install();
+    let root = ScratchDir::new("election-apache-2of3");
     let layout = layout();
     let (cnx, events, settings) = bind_ours(&layout, 3);
     let mut javas: Vec<JavaServer> = (1..=2)
@@ -376,8 +294,8 @@ fn our_elector_follows_the_leader_two_apache_servers_elect() {
 
 #[test]
 fn an_apache_server_follows_the_leader_our_electors_elect() {
-    require_apache_install();
-    let root = TempDir::new("election-apache-1of3");
+    apache::require_install();
+    let root = ScratchDir::new("election-apache-1of3");
     let layout = layout();
     let bound: Vec<_> = [2, 3].iter().map(|&sid| bind_ours(&layout, sid)).collect();
     let dir = write_apache_dir(&root.0, &layout, 1, 0);

@@ -17,15 +17,17 @@
 //! Every wait is bounded; the Java process is killed and the temp dir removed on drop. If Java
 //! or the ZooKeeper jars are missing the test fails (tests/run-all.sh installs them).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::apache::{self, ScratchDir};
 use ferrokeeper::proto::{op, ErrorCode, Stat};
 use ferrokeeper::tree::{CreateKind, TxnOp};
 use ferrokeeper::zab::snap_wire::load::SnapLoad;
@@ -35,8 +37,6 @@ use zookeeper_client as zk;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
-const ZK_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/*";
 /// FileTxnLog's "ZKLG" and the byte that ends each record.
 const TXN_LOG_MAGIC: i32 = 0x5A4B_4C47;
 const TXN_LOG_RECORD_END: u8 = b'B';
@@ -46,31 +46,6 @@ const TTL: Duration = Duration::from_secs(3600);
 // ---------------------------------------------------------------------------------------------
 // The Apache server
 
-/// A temp dir removed on drop (`ferrokeeper-test-<pid>-` lets tests/common clean up after a
-/// killed run).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrokeeper-test-{}-zabtxn-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(dir.join("data")).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The Java process: SIGTERM, then SIGKILL after a bounded wait; always reaped.
 struct JavaServer {
     child: Child,
@@ -79,11 +54,7 @@ struct JavaServer {
 
 impl JavaServer {
     fn start(dir: &Path, port: u16, run: usize) -> JavaServer {
-        assert!(
-            Path::new(ZK_JAR).exists(),
-            "{ZK_JAR} is missing: install Java and Debian's `zookeeper` package \
-             (tests/run-all.sh does: apt-get install zookeeper)"
-        );
+        apache::require_install();
         let cfg = dir.join("zoo.cfg");
         let text = format!(
             "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
@@ -92,41 +63,7 @@ impl JavaServer {
         );
         fs::write(&cfg, text).expect("write zoo.cfg");
         let log = dir.join(format!("zookeeper-{run}.log"));
-        let out = fs::File::create(&log).expect("create log");
-        let err = out.try_clone().expect("clone log handle");
-        let mut cmd = Command::new("java");
-        cmd.args([
-            "-Xms128m",
-            "-Xmx256m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-        ])
-        .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
-        .arg("-cp")
-        .arg(ZK_CLASSPATH)
-        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-        .arg(&cfg)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-        // Die with the test process even if it is killed before the drop guard runs.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn java (is a JRE installed?)");
+        let child = apache::spawn_quorum_peer(dir, &cfg, &log, &["-Xms128m", "-Xmx256m"]);
         let mut server = JavaServer { child, log };
         server.wait_ready(port);
         server
@@ -611,7 +548,7 @@ fn check_snapshot(data_dir: &Path, seen: &BTreeMap<String, Seen>) {
 
 #[test]
 fn apache_txn_logs_and_snapshots_decode_with_our_codecs() {
-    let dir = TempDir::new();
+    let dir = ScratchDir::new("zabtxn");
     let data_dir = dir.0.join("data");
     let port = free_port();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,14 +18,16 @@
 //! Every wait is bounded; the Java process is killed and the temp dir removed on drop. If
 //! Java or the ZooKeeper jars are missing the test fails (tests/run-all.sh installs them).
 
+mod common;
+
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::apache::{self, ScratchDir};
 use ferrokeeper::zab::election_wire::{self as ew, ElectionAddr, InitialMessage, ServerState};
 use ferrokeeper::zab::quorum_wire::{self as qw, QuorumPacket};
 use ferrokeeper::zab::WireError;
@@ -37,10 +39,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const READ_SLICE: Duration = Duration::from_millis(500);
 /// How often we repeat our vote while waiting for Apache to report LEADING.
 const REVOTE_INTERVAL: Duration = Duration::from_millis(500);
-
-const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
-const ZK_CONF_DIR: &str = "/etc/zookeeper/conf";
 
 /// Our sid and Apache's.
 const OUR_SID: i64 = 3;
@@ -56,31 +54,6 @@ macro_rules! ensure {
 
 // ---------------------------------------------------------------------------------------------
 // Process and directory guards
-
-/// A temp dir removed on drop. The `ferrokeeper-test-<pid>-` prefix lets
-/// tests/common remove it if this process is killed before the drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrokeeper-test-{}-zabwire-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(dir.join("data")).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The Java process, killed (SIGKILL) and reaped on drop.
 struct JavaServer {
@@ -104,37 +77,6 @@ impl Drop for JavaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Fails the test (never skips) when the Apache server cannot run here.
-fn require_apache_install() {
-    let java_ok = Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        java_ok,
-        "`java` is not runnable: install a JRE and Debian's `zookeeper` package \
-         (tests/run-all.sh does: apt-get install zookeeper)"
-    );
-    assert!(
-        Path::new(ZK_JAR).exists(),
-        "{ZK_JAR} is missing: install Debian's `zookeeper` package \
-         (tests/run-all.sh does: apt-get install zookeeper)"
-    );
-}
-
-/// zookeeper.jar's manifest lists its dependencies; add one SLF4J binding so
-/// the server logs to stderr (as tests/compat/servers.py does).
-fn classpath() -> String {
-    if Path::new(SLF4J_SIMPLE_JAR).exists() {
-        format!("{ZK_CONF_DIR}:{ZK_JAR}:{SLF4J_SIMPLE_JAR}")
-    } else {
-        format!("{ZK_CONF_DIR}:/usr/share/java/*")
     }
 }
 
@@ -174,42 +116,7 @@ fn write_config(dir: &Path, ports: &Ports) -> PathBuf {
 
 fn start_apache(dir: &Path, cfg: &Path) -> JavaServer {
     let log = dir.join("zookeeper.log");
-    let out = fs::File::create(&log).expect("create log");
-    let err = out.try_clone().expect("clone log handle");
-    let mut cmd = Command::new("java");
-    cmd.args([
-        "-Xms256m",
-        "-Xmx256m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-    ])
-    .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
-    .arg("-Dzookeeper.admin.enableServer=false")
-    .arg("-cp")
-    .arg(classpath())
-    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-    .arg(cfg)
-    .current_dir(dir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(out))
-    .stderr(Stdio::from(err));
-    // Die with the test process even if it is killed before the drop guard runs.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn java");
+    let child = apache::spawn_quorum_peer(dir, cfg, &log, &["-Xms256m", "-Xmx256m"]);
     JavaServer { child, log }
 }
 
@@ -572,8 +479,8 @@ fn follow_apache(
 
 #[test]
 fn apache_elects_itself_with_our_vote_and_answers_our_followerinfo() {
-    require_apache_install();
-    let dir = TempDir::new();
+    apache::require_install();
+    let dir = ScratchDir::new("zabwire");
     // Held from before Apache starts, so its first dial of server 3 reaches us.
     let e3 = TcpListener::bind("127.0.0.1:0").expect("bind E3");
     let ports = Ports {
@@ -585,8 +492,8 @@ fn apache_elects_itself_with_our_vote_and_answers_our_followerinfo() {
             e3.local_addr().expect("E3 addr").port(),
         ],
     };
-    let cfg = write_config(&dir.0, &ports);
-    let mut java = start_apache(&dir.0, &cfg);
+    let cfg = write_config(dir.path(), &ports);
+    let mut java = start_apache(dir.path(), &cfg);
 
     let result = check_apache_handshake(&e3, &mut java, &ports)
         .map_err(|e| format!("step 1 (Apache's handshake): {e}"))

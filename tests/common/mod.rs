@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod apache;
 pub mod http;
 pub mod raw;
 pub mod tls;
