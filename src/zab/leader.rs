@@ -800,3 +800,74 @@ impl Leader {
         self.durable_zxid
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        init_limit_ms: 10_000,
+        sync_limit_ms: 5_000,
+        ping_interval_ms: 1_000,
+    };
+
+    /// Leader 1 of three voters, active at epoch 2 with learner 2 synced.
+    fn active() -> Leader {
+        let (mut l, _) = Leader::new(1, [1, 2, 3].into(), TIMING, 1, 1, 0, &[], 0);
+        l.step(
+            0,
+            Input::LearnerInfo {
+                from: 2,
+                kind: LearnerKind::Participant,
+                accepted_epoch: 1,
+            },
+        );
+        l.step(
+            0,
+            Input::AckEpoch {
+                from: 2,
+                current_epoch: Some(1),
+                last_zxid: 0,
+            },
+        );
+        l.step(
+            0,
+            Input::Ack {
+                from: 2,
+                zxid: make_zxid(2, 0),
+            },
+        );
+        assert!(l.is_active());
+        l
+    }
+
+    #[test]
+    fn zookeeper_1277_the_leader_steps_down_before_the_counter_wraps() {
+        let mut l = active();
+        l.last_proposed = make_zxid(2, COUNTER_MAX - 2);
+        let (zxid, _) = l.propose(0).expect("one counter left");
+        assert_eq!(counter_of(zxid), COUNTER_MAX - 1);
+        assert_eq!(l.propose(0), Err(ProposeError::CounterExhausted));
+        assert!(!l.is_active(), "a new epoch must start at counter 0");
+        assert_eq!(l.propose(0), Err(ProposeError::NotActive));
+    }
+
+    #[test]
+    fn proposals_beyond_the_outstanding_bound_are_refused() {
+        let mut l = active();
+        for _ in 0..OUTSTANDING_PROPOSALS_MAX {
+            l.propose(0).expect("room");
+        }
+        assert_eq!(l.propose(0), Err(ProposeError::Full));
+        let first = make_zxid(2, 1);
+        l.step(0, Input::Durable { zxid: first });
+        l.step(
+            0,
+            Input::Ack {
+                from: 2,
+                zxid: first,
+            },
+        );
+        assert!(l.propose(0).is_ok(), "a commit frees room");
+    }
+}
