@@ -557,28 +557,22 @@ impl Leader {
 
     fn start_sync(&mut self, now_ms: u64, sid: Sid, out: &mut Vec<Action>) {
         let Some(epoch) = self.epoch else { return };
-        let (history, _) = self.history.as_slices();
-        // `as_slices` may split a VecDeque: make it contiguous for the search.
-        let contiguous: Vec<i64>;
-        let committed = if history.len() == self.history.len() {
-            history
-        } else {
-            contiguous = self.history.iter().copied().collect();
-            &contiguous
-        };
-        let Some(slot) = self.learners.get_mut(&sid) else {
+        let Some(peer_zxid) = self.learners.get(&sid).map(|s| s.last_zxid.unwrap_or(0)) else {
             return;
         };
-        let peer_zxid = slot.last_zxid.unwrap_or(0);
+        let proposing = self.active.then_some((epoch, self.last_proposed));
         let plan = plan_sync(
             peer_zxid,
             History {
                 base_zxid: self.history_base,
-                committed,
-                proposing: self.active.then_some((epoch, self.last_proposed)),
+                committed: self.history.make_contiguous(),
+                proposing,
             },
             self.force_snapshot,
         );
+        let Some(slot) = self.learners.get_mut(&sid) else {
+            return;
+        };
         let proposals_to = match slot.kind {
             LearnerKind::Participant => self.last_proposed,
             LearnerKind::Observer => self.last_committed,

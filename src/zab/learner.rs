@@ -369,7 +369,9 @@ impl Learner {
 
     fn log(&mut self, zxid: i64, out: &mut Vec<Action>) -> Result<(), LeaveReason> {
         self.check_continues(zxid)?;
-        if self.pending.len() >= LEARNER_PENDING_PROPOSALS_MAX {
+        // Committed proposals leave `pending` but wait in `unacked` for this
+        // server's own fsync: both queues are bounded.
+        if self.pending.len().max(self.unacked.len()) >= LEARNER_PENDING_PROPOSALS_MAX {
             return Err(LeaveReason::TooManyPending);
         }
         self.last_logged = zxid;

@@ -223,7 +223,8 @@ pub fn decode_quorum_packet(buf: &[u8]) -> Result<(QuorumPacket, usize), WireErr
 
 /// A jute buffer whose length is checked against [`QUORUM_BUFFER_BYTES_MAX`]
 /// before the body is awaited (`BinaryInputArchive.readBuffer`/`checkLength`).
-fn bounded_buffer<'a>(
+/// Shared by every quorum-port decoder (packets, txn records, snapshots).
+pub(super) fn bounded_buffer<'a>(
     r: &mut Reader<'a>,
     what: &'static str,
 ) -> Result<Option<&'a [u8]>, WireError> {

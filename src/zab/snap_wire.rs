@@ -36,7 +36,8 @@ pub mod load;
 
 use adler2::Adler32;
 
-use super::txn_wire::{bounded_buffer, check_len};
+use super::quorum_wire::bounded_buffer;
+use super::txn_wire::check_len;
 use super::WireError;
 use crate::limits::quorum::{SNAP_FILE_TAIL_BYTES_MAX, SNAP_RECORD_BYTES_MAX};
 use crate::limits::VECTOR_LEN_MAX;

@@ -25,6 +25,7 @@
 
 use bytes::Bytes;
 
+use super::quorum_wire::bounded_buffer;
 use super::WireError;
 use crate::limits::quorum::QUORUM_BUFFER_BYTES_MAX;
 use crate::proto::jute::{put_acl_vec, put_bool, put_buffer, put_i32, put_i64, Reader};
@@ -360,23 +361,6 @@ fn utf8(bytes: &[u8], what: &'static str) -> Result<String, WireError> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|_| WireError::InvalidUtf8(what))
-}
-
-/// A jute buffer whose length is checked against the quorum bound before
-/// the body is awaited (`BinaryInputArchive.checkLength`).
-pub(super) fn bounded_buffer<'a>(
-    r: &mut Reader<'a>,
-    what: &'static str,
-) -> Result<Option<&'a [u8]>, WireError> {
-    let len = r.clone().i32()?;
-    if len != -1 && (len < 0 || len as usize > QUORUM_BUFFER_BYTES_MAX) {
-        return Err(WireError::BadLength {
-            what,
-            len: i64::from(len),
-            max: QUORUM_BUFFER_BYTES_MAX,
-        });
-    }
-    Ok(r.buffer()?)
 }
 
 pub(super) fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), WireError> {
