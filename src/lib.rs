@@ -16,6 +16,7 @@
 //! - [`metrics`] ZooKeeper's Prometheus `/metrics` endpoint, on a thread of its own.
 //! - [`zab`]     ZooKeeper's quorum wire formats (election and learner protocols).
 //! - [`quorum`]  the replication runtime: election connections and the elector thread.
+//! - [`replica`] the quorum port's runtime: leader-learner links, the DIFF history, the role status.
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod operator;
 pub mod ops;
 pub mod proto;
 pub mod quorum;
+pub mod replica;
 pub mod server;
 pub mod session;
 pub mod storage;

@@ -216,6 +216,42 @@ pub mod quorum {
     /// sends more is out of ZAB's bounds and is left (back to election).
     pub const LEARNER_PENDING_PROPOSALS_MAX: usize = 2 * OUTSTANDING_PROPOSALS_MAX;
 
+    // The quorum-port runtime (`src/replica`): links between the leader and
+    // its learners, on the pipeline executor.
+
+    /// Bytes queued to one link's socket. A learner whose queue reaches it
+    /// is too slow to keep up and is dropped (it syncs again when it
+    /// reconnects); a DIFF of the whole retained history fits.
+    pub const LINK_SEND_QUEUE_BYTES_MAX: usize = 2 * HISTORY_BYTES_MAX;
+    /// Packets queued to one link's socket: a DIFF of the whole retained
+    /// history (a PROPOSAL and a COMMIT each) plus the outstanding proposals.
+    pub const LINK_SEND_QUEUE_PACKETS_MAX: usize =
+        2 * COMMITTED_HISTORY_TXNS_MAX + 2 * OUTSTANDING_PROPOSALS_MAX + 64;
+    /// Bytes a link reads or writes per socket call (and a SNAP's chunk).
+    pub const LINK_IO_CHUNK_BYTES: usize = 64 * 1024;
+    /// Quorum-port events (packets, link ends) waiting for the pipeline; a
+    /// link's reader stops reading while the queue is full (TCP pushes
+    /// back on the peer).
+    pub const QUORUM_EVENTS_MAX: usize = 4096;
+    /// Quorum-port connections a leader holds at once (learners, and
+    /// connections that have not said who they are); one beyond it is closed.
+    pub const LINKS_MAX: usize = 64;
+    /// Bytes of logged txns a server keeps in memory to sync a learner by
+    /// DIFF (with `COMMITTED_HISTORY_TXNS_MAX`); older ones are forgotten
+    /// and a learner behind them gets a SNAP.
+    pub const HISTORY_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Pause between a learner's tries to connect to its leader's quorum
+    /// port (the leader may not be listening yet); it tries for initLimit.
+    pub const LEARNER_CONNECT_RETRY_MS: u64 = 100;
+    /// Requests a learner has forwarded and not seen answered (writes,
+    /// syncs, new sessions); at it, it stops taking requests from its shards.
+    pub const LEARNER_FORWARDED_MAX: usize = OUTSTANDING_PROPOSALS_MAX;
+    /// How often the pipeline ticks its ZAB core (pings go out every
+    /// tickTime/2; liveness limits are whole ticks).
+    pub const ZAB_TICK_INTERVAL_MS: u64 = 50;
+    /// How often a LOOKING pipeline checks for the election's decision.
+    pub const DECISION_POLL_INTERVAL_MS: u64 = 5;
+
     // The election runtime (`src/quorum`): threads, queues and timeouts of
     // ZooKeeper's `QuorumCnxManager`.
 

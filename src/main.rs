@@ -151,9 +151,6 @@ fn serve(config: Option<&Path>) -> ExitCode {
     for warning in &cfg.warnings {
         warn!("{warning}");
     }
-    if !cfg.servers.is_empty() {
-        warn!("server.N lines found: replication is not implemented yet; running standalone");
-    }
     run(cfg)
 }
 

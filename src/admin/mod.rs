@@ -217,7 +217,7 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
                     "last_processed_zxid": tree.last_zxid,
                     "data_dir_size": 0,
                     "log_dir_size": 0,
-                    "server_state": ops::mode(),
+                    "server_state": ops::mode(&src.stats),
                     "num_alive_client_connections": t.connections,
                     "uptime": src.stats.started.elapsed().as_millis() as u64,
                     "provider_null": false,
@@ -257,7 +257,7 @@ fn tree_counts(g: &TreeGauges) -> ops::TreeCounts {
     }
 }
 
-fn mntr_rows(src: &AdminSources) -> [(&'static str, String); 20] {
+fn mntr_rows(src: &AdminSources) -> Vec<(&'static str, String)> {
     let t = src.stats.totals();
     let tree = tree_counts(&src.tree);
     ops::mntr_rows(&src.stats, &t, &tree, src.client_buffer_limit_bytes)

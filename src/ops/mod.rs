@@ -53,8 +53,8 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
 }
 
 /// The server's role, as srvr's `Mode:` and mntr's `zk_server_state` say it.
-pub(crate) fn mode() -> &'static str {
-    "standalone"
+pub(crate) fn mode(stats: &crate::server::stats::ServerStats) -> &'static str {
+    stats.replica.mode().name()
 }
 
 fn srvr(shard: &Shard, t: &Totals, with_clients: bool) -> String {
@@ -78,13 +78,39 @@ fn srvr(shard: &Shard, t: &Totals, with_clients: bool) -> String {
         t.connections,
         t.outstanding,
         version.last_zxid(),
-        mode(),
+        mode(&shard.stats),
         version.zk_node_count(),
     );
     s
 }
 
 fn conf(shard: &Shard) -> String {
+    let mut s = standalone_conf(shard);
+    s.push_str(&ensemble_conf(&shard.cfg));
+    s
+}
+
+/// `QuorumZooKeeperServer.dumpConf`'s lines, for an ensemble member.
+fn ensemble_conf(c: &crate::config::Config) -> String {
+    if c.servers.len() < 2 {
+        return String::new();
+    }
+    let Ok(ensemble) = crate::quorum::ensemble::Ensemble::from_config(c) else {
+        return String::new();
+    };
+    let me = ensemble.me();
+    format!(
+        "initLimit={}\nsyncLimit={}\nelectionAlg=3\nelectionPort={}\nquorumPort={}\npeerType={}\nmembership: \n{}",
+        c.init_limit_ticks,
+        c.sync_limit_ticks,
+        me.election_port,
+        me.quorum_port,
+        u8::from(me.observer),
+        ensemble.config_text(),
+    )
+}
+
+fn standalone_conf(shard: &Shard) -> String {
     let c = &shard.cfg;
     format!(
         "clientPort={}\nsecureClientPort={}\ndataDir={}\ndataDirSize=0\ndataLogDir={}\ndataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
@@ -164,11 +190,11 @@ pub(crate) fn mntr_rows(
     t: &Totals,
     tree: &TreeCounts,
     client_buffer_limit: u64,
-) -> [(&'static str, String); 20] {
+) -> Vec<(&'static str, String)> {
     let uptime: Duration = stats.started.elapsed();
-    [
+    let mut rows = vec![
         ("zk_version", version_line()),
-        ("zk_server_state", mode().to_string()),
+        ("zk_server_state", mode(stats).to_string()),
         ("zk_avg_latency", format!("{:.1}", t.latency_avg_ms as f64)),
         ("zk_max_latency", t.latency_max_ms.to_string()),
         ("zk_min_latency", t.latency_min_ms.to_string()),
@@ -194,7 +220,41 @@ pub(crate) fn mntr_rows(
             client_buffer_limit.to_string(),
         ),
         ("zk_slow_clients_closed", t.slow_clients_closed.to_string()),
-    ]
+    ];
+    rows.extend(ensemble_rows(&stats.replica));
+    rows
+}
+
+/// What an ensemble member adds to mntr: the leader's learner gauges
+/// (`LeaderZooKeeperServer.registerMetrics`) and every peer's state
+/// (`QuorumPeer.getDetailedPeerState`). Nothing for a standalone server.
+fn ensemble_rows(r: &crate::replica::status::ReplicaStatus) -> Vec<(&'static str, String)> {
+    use crate::replica::status::Mode;
+    let mode = r.mode();
+    let mut rows = Vec::new();
+    if mode == Mode::Standalone {
+        return rows;
+    }
+    if mode == Mode::Leader {
+        rows.extend([
+            ("zk_learners", r.learners().to_string()),
+            // 3.4's name for the same count, which older dashboards read.
+            ("zk_followers", r.learners().to_string()),
+            ("zk_synced_followers", r.synced_followers().to_string()),
+            ("zk_synced_non_voting_followers", "0".to_string()),
+            ("zk_synced_observers", r.synced_observers().to_string()),
+            ("zk_pending_syncs", r.pending_syncs().to_string()),
+        ]);
+    }
+    let peer_state = match mode {
+        Mode::Leader => "leading - broadcast",
+        Mode::Follower => "following - broadcast",
+        Mode::Observer => "observing - broadcast",
+        _ => "looking",
+    };
+    rows.push(("zk_peer_state", peer_state.to_string()));
+    rows.push(("zk_quorum_size", r.voters().to_string()));
+    rows
 }
 
 fn wchs(t: &Totals) -> String {

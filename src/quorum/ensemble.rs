@@ -29,11 +29,12 @@ impl Member {
     /// Resolves the election address now (hostnames may move, as
     /// `QuorumPeer.recreateSocketAddresses` allows for before each dial).
     pub fn election_socket_addr(&self) -> std::io::Result<SocketAddr> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        (host, self.election_port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other(format!("{host} resolves to nothing")))
+        resolve(&self.host, self.election_port)
+    }
+
+    /// The quorum (learner) port's address, resolved now.
+    pub fn quorum_socket_addr(&self) -> std::io::Result<SocketAddr> {
+        resolve(&self.host, self.quorum_port)
     }
 
     /// `QuorumPeer.QuorumServer.toString`: `host:qport:eport:role[;chost:cport]`,
@@ -55,6 +56,15 @@ impl Member {
         }
         text
     }
+}
+
+/// The first address `host` (brackets allowed around IPv6) resolves to.
+pub fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to nothing")))
 }
 
 /// `QuorumServer.delimitedHostString`: an IPv6 literal gets brackets.

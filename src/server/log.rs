@@ -18,8 +18,10 @@ use tracing::{error, info, warn};
 use super::snapshot_info::LastSnapshot;
 use super::stats::{LogStats, ServerStats};
 use crate::config::Config;
+use crate::storage::truncate::truncate_after;
 use crate::storage::{
-    purge, write_snapshot, DbId, FsLogStore, OpenSessions, SnapPolicy, StorageError, Wal,
+    purge, write_snapshot, DbId, FsLogStore, IoContext, OpenSessions, SnapPolicy, StorageError,
+    StorageOptions, Wal,
 };
 use crate::tree::{DataTree, TxnHeader, TxnOp};
 
@@ -36,12 +38,29 @@ pub enum LogRequest {
     Purge,
     /// Final snapshot of `version`, then close the log.
     Shutdown { version: DataTree },
+    /// A learner's sync replaces the durable state (TRUNC or SNAP); the
+    /// pipeline sends it with no append in flight and waits for its answer.
+    Reset { seq: u64, reset: Reset },
 }
 
-/// The outcome of one `Append`, in request order.
+pub enum Reset {
+    /// Cut the log (and any snapshot) after this zxid.
+    TruncateAfter(i64),
+    /// Make this state (a leader's snapshot) the durable state.
+    Install(Box<ResetDone>),
+}
+
+/// The state a reset left on disk, as recovery reads it back.
+pub struct ResetDone {
+    pub tree: DataTree,
+    pub sessions: OpenSessions,
+}
+
+/// The outcome of one `Append` or `Reset`, in request order.
 pub struct LogDone {
     pub seq: u64,
     pub result: Result<(), String>,
+    pub reset: Option<Box<ResetDone>>,
 }
 
 /// The log executor's loop.
@@ -57,7 +76,21 @@ pub async fn run_log(
                 if result.is_ok() {
                     stage.after_commit(txns.len(), &version);
                 }
-                if done.send(LogDone { seq, result }).await.is_err() {
+                let reply = LogDone {
+                    seq,
+                    result,
+                    reset: None,
+                };
+                if done.send(reply).await.is_err() {
+                    break;
+                }
+            }
+            LogRequest::Reset { seq, reset } => {
+                let (result, reset) = match stage.reset(reset) {
+                    Ok(state) => (Ok(()), Some(Box::new(state))),
+                    Err(e) => (Err(e.to_string()), None),
+                };
+                if done.send(LogDone { seq, result, reset }).await.is_err() {
                     break;
                 }
             }
@@ -72,7 +105,9 @@ pub async fn run_log(
 }
 
 pub struct LogStage {
-    wal: Wal<FsLogStore>,
+    /// None after a reset failed half way: appends fail from then on.
+    wal: Option<Wal<FsLogStore>>,
+    storage: StorageOptions,
     db_id: DbId,
     data_dir: PathBuf,
     data_log_dir: PathBuf,
@@ -101,7 +136,8 @@ impl LogStage {
         let mut rng = StdRng::from_entropy();
         let policy = SnapPolicy::new(cfg.snap_count, &mut rng);
         LogStage {
-            wal,
+            wal: Some(wal),
+            storage: StorageOptions::from_config(cfg),
             db_id,
             data_dir: cfg.data_dir.clone(),
             data_log_dir: cfg.data_log_dir.clone(),
@@ -123,10 +159,11 @@ impl LogStage {
         if batch.is_empty() {
             return Ok(());
         }
+        let wal = self.wal.as_mut().ok_or_else(closed_by_failed_reset)?;
         let flush_started = Instant::now();
-        self.wal.write_batch(batch)?;
+        wal.write_batch(batch)?;
         let sync_started = Instant::now();
-        self.wal.sync()?;
+        wal.sync()?;
         self.record_flush(batch.len(), flush_started, sync_started);
         for (header, op) in batch {
             self.sessions.apply(header, op);
@@ -159,7 +196,8 @@ impl LogStage {
             warn!("snapshot still being written; skipping this one");
             return;
         }
-        self.wal.roll();
+        let Some(wal) = self.wal.as_mut() else { return };
+        wal.roll();
         let (dir, db_id) = (self.data_dir.clone(), self.db_id);
         let (tree, sessions) = (tree.clone(), self.sessions.clone());
         let last_snapshot = self.last_snapshot.clone();
@@ -201,14 +239,57 @@ impl LogStage {
             &self.last_snapshot,
             &self.stats.log,
         );
-        if let Err(e) = self.wal.close() {
+        if let Some(Err(e)) = self.wal.take().map(Wal::close) {
             error!("closing the write-ahead log: {e}");
         }
+    }
+
+    /// Replaces the durable state for a learner's sync and reads it back as
+    /// recovery would, so memory is what a restart would load (ZOOKEEPER-5094).
+    ///
+    /// TRUNC: `truncate_after` (snapshots above the cut go first, 4837).
+    /// SNAP: the log is cut at the snapshot's zxid first (a divergent tail
+    /// above it must never be replayed over the snapshot), then the snapshot
+    /// is written durably; a crash between the two recovers a prefix of the
+    /// old log, which this learner never acknowledged as the new epoch's.
+    pub fn reset(&mut self, reset: Reset) -> Result<ResetDone, StorageError> {
+        if let Some(handle) = self.snapshotting.take() {
+            let _ = handle.join();
+        }
+        if let Some(wal) = self.wal.take() {
+            wal.close()?;
+        }
+        let mut store = FsLogStore::new(&self.storage.data_log_dir)
+            .ctx(|| format!("opening {}", self.storage.data_log_dir.display()))?;
+        match reset {
+            Reset::TruncateAfter(zxid) => {
+                truncate_after(&self.data_dir, &mut store, zxid)?;
+            }
+            Reset::Install(state) => {
+                let ResetDone { tree, sessions } = *state;
+                truncate_after(&self.data_dir, &mut store, tree.last_zxid())?;
+                let path = write_snapshot(&self.data_dir, self.db_id, &tree, &sessions)?;
+                self.last_snapshot.record(&path);
+                info!("installed the leader's snapshot {}", path.display());
+            }
+        }
+        drop(store);
+        let opened = crate::storage::open(&self.storage)?;
+        self.wal = Some(opened.wal);
+        self.sessions = opened.recovered.sessions.clone();
+        Ok(ResetDone {
+            tree: opened.recovered.tree,
+            sessions: opened.recovered.sessions,
+        })
     }
 
     pub fn appended_total(&self) -> u64 {
         self.appended_total
     }
+}
+
+fn closed_by_failed_reset() -> StorageError {
+    StorageError::Invalid("the log was closed by a failed sync reset".into())
 }
 
 fn snapshot(

@@ -83,6 +83,10 @@ pub struct ConnectReply {
 pub enum CloseReason {
     SessionExpired,
     SessionMoved,
+    /// A write of this connection was proposed or forwarded and this server
+    /// lost its leader before seeing it committed: the outcome is unknown,
+    /// so the client gets ConnectionLoss (as from ZooKeeper) rather than an answer.
+    LeaderLost,
 }
 
 /// One per batch per shard. The shard handles the parts in this order:

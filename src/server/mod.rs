@@ -88,6 +88,8 @@ pub enum StartError {
     /// zoo.cfg key and the file.
     #[error("cannot set up TLS for secureClientPort: {0}")]
     Tls(String),
+    #[error("cannot join the ensemble: {0}")]
+    Ensemble(crate::replica::PrepareError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -196,10 +198,19 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
     }
     let (log_tx, log_rx) = shared_channel::new_bounded(limits::LOG_CHANNEL_CAP);
     let (done_tx, done_rx) = shared_channel::new_bounded(limits::LOG_CHANNEL_CAP);
+    // An ensemble when zoo.cfg lists more than one server (ZooKeeper runs a
+    // single `server.N` standalone, its `standaloneEnabled` default).
+    let zab = if cfg.servers.len() > 1 {
+        let last_zxid = opened.recovered.last_zxid;
+        Some(crate::replica::prepare(&cfg, last_zxid).map_err(StartError::Ensemble)?)
+    } else {
+        None
+    };
     let start = PipelineStart {
         tree: opened.recovered.tree.clone(),
         sessions: opened.recovered.sessions.clone(),
         secret: opened.secret,
+        zab,
     };
     if let Some(zxid) = opened.recovered.snapshot_zxid {
         let name = crate::storage::format::snapshot_name(zxid);

@@ -5,6 +5,10 @@
 //! it publish the new version with events and replies to every shard. While
 //! one batch syncs, the next is prepared (at most `LOG_BATCHES_IN_FLIGHT_MAX`).
 
+mod following;
+mod leading;
+mod roles;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -23,7 +27,8 @@ use super::stats::{self, ServerStats};
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{CreateMode, ErrorCode, Request, SessionId, Zxid};
-use crate::session::{ConnRef, SessionTable};
+use crate::replica::ZabStart;
+use crate::session::{ConnRef, Passwords, SessionTable};
 use crate::storage::OpenSessions;
 use crate::tree::acl::AuthInfo;
 use crate::tree::{
@@ -51,6 +56,10 @@ pub struct Pipeline {
     system_auth: AuthInfo,
     published_zxid: Arc<AtomicI64>,
     stats: Arc<ServerStats>,
+    /// Durable batches waiting for their commit (a leader's: a quorum's ACKs).
+    committing: VecDeque<Pending>,
+    /// The ensemble's part; None for a standalone server.
+    zab: Option<roles::Zab>,
 }
 
 fn unix_ms() -> i64 {
@@ -75,7 +84,12 @@ impl Pipeline {
             enforce_quota: cfg.enforce_quota,
             x509_acls: cfg.tls.secure_client_port.is_some(),
         };
-        let mut sessions = SessionTable::new(server_id, unix_ms() as u64, start.secret);
+        // Every server of an ensemble must accept every session's password.
+        let passwords = match start.zab {
+            Some(_) => Passwords::ZooKeeper,
+            None => Passwords::Keyed(start.secret),
+        };
+        let mut sessions = SessionTable::with_passwords(server_id, unix_ms() as u64, passwords);
         for (id, timeout_ms) in start.sessions.iter() {
             sessions.insert(id, timeout_ms, None, 0);
         }
@@ -93,6 +107,8 @@ impl Pipeline {
             system_auth: AuthInfo::superuser(),
             published_zxid,
             stats,
+            committing: VecDeque::new(),
+            zab: start.zab.map(roles::Zab::new),
             cfg,
         }
     }
@@ -121,48 +137,77 @@ impl Pipeline {
             requests_max: self.cfg.batch_requests_max,
             bytes_max: self.cfg.batch_bytes_max,
         };
+        let io = roles::Io {
+            outbox: &outbox,
+            log_tx: &log_tx,
+            queue: &queue,
+            bounds,
+        };
         let flush_delay = Duration::from_millis(self.cfg.flush_delay_ms);
-        // Publish the recovered version so shards serve it.
-        self.submit(Batch::new(outbox.len(), bounds), &outbox, &log_tx)
-            .await;
-        while queue.open.get() > 0 || !queue.is_empty() || !self.in_flight.is_empty() {
+        match self.zab.is_some() {
+            // An ensemble member serves nothing until it has a leader.
+            true => self.start_zab(),
+            // Publish the recovered version so shards serve it.
+            false => {
+                self.submit(Batch::new(outbox.len(), bounds), &outbox, &log_tx)
+                    .await
+            }
+        }
+        // Once every shard is gone, requests held for want of a leader are dropped.
+        while queue.open.get() > 0
+            || (!queue.is_empty() && self.takes_requests())
+            || !self.in_flight.is_empty()
+        {
             // Wait unless a completion is ready, or there is work and room for
             // another batch. (Never loop without awaiting: the forwarders that
             // deliver completions run on this executor.)
             let window_full = self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX;
-            if !queue.has_log_done() && (queue.is_empty() || window_full) {
-                let tick = Duration::from_millis(self.cfg.tick_time_ms as u64);
-                futures_lite::future::or(queue.bell.wait(), async {
-                    glommio::timer::sleep(tick / 2).await;
+            let idle = queue.is_empty() || window_full || !self.takes_requests();
+            if !queue.has_log_done() && idle && !self.zab_has_events() {
+                let wait = self.wait_interval();
+                let bells = futures_lite::future::or(queue.bell.wait(), self.zab_bell());
+                futures_lite::future::or(bells, async {
+                    glommio::timer::sleep(wait).await;
                 })
                 .await;
             }
             while let Some(done) = queue.pop_log_done() {
-                self.complete(done, &outbox).await;
+                self.complete(done, &io).await;
             }
+            self.zab_poll(&io).await;
             if self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX {
                 continue;
             }
             let mut batch = Batch::new(outbox.len(), bounds);
-            self.fill(&queue, &mut batch);
+            self.fill(&queue, &mut batch, &io);
             if !flush_delay.is_zero() && batch.requests > 0 && !batch.is_full() {
                 // flushDelay: trade latency for larger batches (fewer syncs).
                 glommio::timer::sleep(flush_delay).await;
-                self.fill(&queue, &mut batch);
+                self.fill(&queue, &mut batch, &io);
             }
             self.run_timers(&mut timers, &mut batch, &log_tx).await;
+            self.submit_follower_log(&io).await;
             if !batch.is_empty() {
                 self.submit(batch, &outbox, &log_tx).await;
             }
         }
+        self.stop_zab();
         let version = self.published.clone();
         let _ = log_tx.send(LogRequest::Shutdown { version }).await;
         info!("pipeline stopped");
     }
 
-    /// Takes queued messages into `batch` until it is full or the queue is empty.
-    fn fill(&mut self, queue: &Inbox, batch: &mut Batch) {
-        while !batch.is_full() {
+    /// Takes queued messages into `batch` until it is full or the queue is
+    /// empty; nothing while this server cannot take requests (an ensemble
+    /// member without a leader holds them, up to the inbox's bound).
+    fn fill(&mut self, queue: &Inbox, batch: &mut Batch, io: &roles::Io<'_>) {
+        while !batch.is_full() && self.takes_requests() {
+            if self.zab.is_some() {
+                if !self.fill_one_replicated(queue, batch, io) {
+                    break;
+                }
+                continue;
+            }
             let Some(msg) = queue.pop() else { break };
             self.handle(msg, batch);
         }
@@ -176,11 +221,13 @@ impl Pipeline {
         log_tx: &ConnectedSender<LogRequest>,
     ) {
         let now = self.now_ms();
-        if now >= timers.next_expiry_ms {
+        // Only a standalone server or an active leader expires and reaps.
+        let owner = self.owns_sessions();
+        if owner && now >= timers.next_expiry_ms {
             self.expire_sessions(now, batch);
             timers.next_expiry_ms = now + self.cfg.tick_time_ms as u64 / 2;
         }
-        if now >= timers.next_reap_ms {
+        if owner && now >= timers.next_reap_ms {
             self.reap(batch);
             timers.next_reap_ms = now + self.cfg.container_check_interval_ms;
         }
@@ -215,6 +262,9 @@ impl Pipeline {
 
     /// Applies a prepared txn to the working tree and queues it for the log.
     fn commit_txn(&mut self, header: TxnHeader, op: TxnOp, batch: &mut Batch) -> TxnResult {
+        // A leader proposes the txn before applying it (its record names
+        // what the tree held before, for closeSession's ephemerals).
+        let op = self.propose_txn(&header, op);
         let mut events = Vec::new();
         let result = self.tree.apply(&header, &op, &mut events);
         let zxid = header.zxid;
@@ -234,7 +284,7 @@ impl Pipeline {
             WriteOutcome::Error(ErrorCode::SessionExpired)
         } else {
             self.sessions.touch(msg.session_id, self.now_ms());
-            self.execute_write(&msg, batch)
+            self.execute_write(msg.session_id, msg.xid, msg.op, &msg.body, &msg.auth, batch)
         };
         let zxid = match &outcome {
             WriteOutcome::Txn(_) | WriteOutcome::SessionClosed => self.next_zxid - 1,
@@ -248,33 +298,43 @@ impl Pipeline {
         });
     }
 
-    fn execute_write(&mut self, msg: &WriteMsg, batch: &mut Batch) -> WriteOutcome {
-        let request = match Request::decode(msg.op, &msg.body) {
+    /// Preps and applies one write of a live session (a client's, or one a
+    /// learner forwarded) into `batch`.
+    fn execute_write(
+        &mut self,
+        session_id: SessionId,
+        xid: i32,
+        op: i32,
+        body: &Bytes,
+        auth: &AuthInfo,
+        batch: &mut Batch,
+    ) -> WriteOutcome {
+        let request = match Request::decode(op, body) {
             Ok(r) => r,
             Err(e) => {
-                warn!("pipeline: undecodable write op {}: {e}", msg.op);
+                warn!("pipeline: undecodable write op {op}: {e}");
                 return WriteOutcome::Error(ErrorCode::MarshallingError);
             }
         };
-        let header = self.header(msg.session_id, msg.xid);
+        let header = self.header(session_id, xid);
         match request {
             Request::Sync { path } => WriteOutcome::Sync(path.to_string()),
             Request::Reconfig { .. } => WriteOutcome::Error(ErrorCode::ReconfigDisabled),
             Request::CloseSession => {
-                self.sessions.begin_close(msg.session_id);
+                self.sessions.begin_close(session_id);
                 self.commit_txn(header, TxnOp::CloseSession, batch);
-                self.sessions.remove(msg.session_id);
+                self.sessions.remove(session_id);
                 WriteOutcome::SessionClosed
             }
             other => {
-                let Some(req) = write_req(&msg.body, &other) else {
+                let Some(req) = write_req(body, &other) else {
                     return WriteOutcome::Error(ErrorCode::Unimplemented);
                 };
                 let mut exceeded = Vec::new();
                 let prepped = self.tree.prep_noting_quotas(
                     &header,
                     req,
-                    &msg.auth,
+                    auth,
                     &self.prep_options,
                     &mut exceeded,
                 );
@@ -395,7 +455,9 @@ impl Pipeline {
         log_tx: &ConnectedSender<LogRequest>,
     ) {
         let version = self.tree.clone();
-        if batch.txns.is_empty() && self.in_flight.is_empty() {
+        let nothing_ahead = self.in_flight.is_empty() && self.committing.is_empty();
+        // A learner's own batches carry no txns: its log batches go apart.
+        if batch.txns.is_empty() && (nothing_ahead || self.is_learner()) {
             self.publish(batch, version, None, outbox).await;
             return;
         }
@@ -425,7 +487,11 @@ impl Pipeline {
     }
 
     /// The log finished the oldest batch in flight: publish it, or fail it.
-    async fn complete(&mut self, done: LogDone, outbox: &[ConnectedSender<ToShard>]) {
+    async fn complete(&mut self, done: LogDone, io: &roles::Io<'_>) {
+        if self.zab.is_some() {
+            return self.complete_replicated(done, io).await;
+        }
+        let outbox = io.outbox;
         let pending = self
             .in_flight
             .pop_front()
@@ -515,6 +581,8 @@ pub struct PipelineStart {
     pub tree: DataTree,
     pub sessions: OpenSessions,
     pub secret: [u8; 16],
+    /// Set for an ensemble member.
+    pub zab: Option<ZabStart>,
 }
 
 pub struct PipelineChannels {

@@ -111,6 +111,8 @@ pub struct ServerStats {
     pub shards: Vec<CachePadded<ShardCounters>>,
     pub pipeline: CachePadded<PipelineStats>,
     pub log: CachePadded<LogStats>,
+    /// This server's role in its ensemble (standalone without one).
+    pub replica: crate::replica::status::ReplicaStatus,
     pub started: Instant,
 }
 
@@ -146,6 +148,7 @@ impl ServerStats {
             shards,
             pipeline: CachePadded::default(),
             log: CachePadded::default(),
+            replica: crate::replica::status::ReplicaStatus::standalone(),
             started: Instant::now(),
         }
     }

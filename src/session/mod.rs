@@ -36,18 +36,55 @@ pub enum AttachError {
 pub struct SessionTable {
     sessions: HashMap<SessionId, Session>,
     next_id: SessionId,
-    secret: [u8; 16],
+    passwords: Passwords,
+}
+
+/// How a session's password derives from its id.
+#[derive(Clone, Copy)]
+pub enum Passwords {
+    /// A keyed hash with this server's secret: unguessable, but only this
+    /// server can check it (standalone).
+    Keyed([u8; 16]),
+    /// ZooKeeper's: `new Random(sessionId ^ superSecret).nextBytes(16)`
+    /// (`SessionTrackerImpl`), which every server of an ensemble, Apache's
+    /// included, computes alike. Anyone who knows a session id can compute it.
+    ZooKeeper,
+}
+
+/// `ZooKeeperServer.superSecret`.
+const ZK_SUPER_SECRET: i64 = 0xB341_5C00;
+
+/// `java.util.Random(seed).nextBytes(16)`: Java's 48-bit LCG, four bytes per
+/// `nextInt`, low byte first.
+fn zookeeper_password(id: SessionId) -> [u8; 16] {
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    let mut seed = ((id ^ ZK_SUPER_SECRET) as u64 ^ MULTIPLIER) & MASK;
+    let mut out = [0u8; 16];
+    for chunk in out.chunks_mut(4) {
+        seed = (seed.wrapping_mul(MULTIPLIER).wrapping_add(0xB)) & MASK;
+        let mut rnd = (seed >> 16) as u32;
+        for byte in chunk {
+            *byte = rnd as u8;
+            rnd >>= 8;
+        }
+    }
+    out
 }
 
 impl SessionTable {
     /// `server_id` goes in the top byte of every id, as in ZooKeeper; the low
     /// bits start from the wall clock so ids differ across restarts.
     pub fn new(server_id: u8, now_unix_ms: u64, secret: [u8; 16]) -> Self {
+        Self::with_passwords(server_id, now_unix_ms, Passwords::Keyed(secret))
+    }
+
+    pub fn with_passwords(server_id: u8, now_unix_ms: u64, passwords: Passwords) -> Self {
         let base = ((now_unix_ms << 24) >> 8) as i64;
         SessionTable {
             sessions: HashMap::new(),
             next_id: base | ((server_id as i64) << 56),
-            secret,
+            passwords,
         }
     }
 
@@ -77,8 +114,12 @@ impl SessionTable {
     /// The password of a session: a keyed hash of its id, so the server can
     /// verify it without storing it.
     pub fn password(&self, id: SessionId) -> [u8; 16] {
+        let secret = match self.passwords {
+            Passwords::Keyed(secret) => secret,
+            Passwords::ZooKeeper => return zookeeper_password(id),
+        };
         let mut hasher = Sha1::new();
-        hasher.update(self.secret);
+        hasher.update(secret);
         hasher.update(id.to_be_bytes());
         let digest = hasher.finalize();
         let mut out = [0u8; 16];
@@ -137,6 +178,14 @@ impl SessionTable {
         }
     }
 
+    /// Restarts every session's clock (a new leader: no session expires
+    /// because of the failover, as ZooKeeper's `LeaderSessionTracker` does).
+    pub fn touch_all(&mut self, now_ms: u64) {
+        for s in self.sessions.values_mut() {
+            s.deadline_ms = now_ms + s.timeout_ms as u64;
+        }
+    }
+
     /// True if requests of this session may still be accepted.
     pub fn is_live(&self, id: SessionId) -> bool {
         self.sessions.get(&id).is_some_and(|s| !s.closing)
@@ -181,6 +230,16 @@ impl SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zookeeper_passwords_match_java_random() {
+        // `new java.util.Random(id ^ 0xB3415C00L).nextBytes(b)` with b = new
+        // byte[16], printed by a real JVM (OpenJDK 17).
+        let id: SessionId = 0x0100_016a_2b3c_4d5e;
+        let t = SessionTable::with_passwords(1, 0, Passwords::ZooKeeper);
+        let hex: String = t.password(id).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "424db50cd4c8922fc349d9c7f67f9c6d");
+    }
 
     const OWNER: ConnRef = ConnRef {
         shard: 0,

@@ -789,6 +789,15 @@ impl Leader {
         vec![Action::StepDown(reason)]
     }
 
+    /// The runtime no longer holds the txns up to `base` (its memory bound):
+    /// a learner behind it gets a SNAP.
+    pub fn trim_history(&mut self, base: i64) {
+        while self.history.front().is_some_and(|&z| z <= base) {
+            self.history.pop_front();
+        }
+        self.history_base = self.history_base.max(base);
+    }
+
     /// The highest zxid of this leader's own log that is durable.
     pub fn durable_zxid(&self) -> i64 {
         self.durable_zxid

@@ -1,0 +1,96 @@
+//! What the quorum port's tasks hand the pipeline: packets, loaded
+//! snapshots, link ends, accepted and connected sockets — one bounded queue
+//! on the pipeline executor. A reader that finds it full waits until the
+//! pipeline has taken events (and stops reading its socket meanwhile).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+use glommio::net::TcpStream;
+
+use super::link::LinkId;
+use crate::limits::quorum::QUORUM_EVENTS_MAX;
+use crate::server::bell::Bell;
+use crate::zab::quorum_wire::QuorumPacket;
+use crate::zab::snap_wire::load::LoadedSnap;
+
+pub enum QuorumEvent {
+    Packet {
+        link: LinkId,
+        packet: QuorumPacket,
+    },
+    /// The snapshot stream after a SNAP packet, loaded (or why not).
+    Snapshot {
+        link: LinkId,
+        zxid: i64,
+        loaded: Result<LoadedSnap, String>,
+    },
+    LinkClosed {
+        link: LinkId,
+        why: String,
+    },
+    /// A connection to this server's quorum port.
+    Accepted {
+        stream: TcpStream,
+    },
+    /// A learner's connection to its leader, tagged with the attempt it
+    /// answers (a stale attempt's socket is dropped).
+    Connected {
+        attempt: u64,
+        stream: TcpStream,
+    },
+    /// A learner could not reach its leader within its limit.
+    ConnectFailed {
+        attempt: u64,
+        why: String,
+    },
+}
+
+/// The pipeline's quorum queue.
+#[derive(Default)]
+pub struct QuorumQueue {
+    queue: RefCell<VecDeque<QuorumEvent>>,
+    /// Rung when an event arrives.
+    pub bell: Bell,
+    /// Readers waiting for room.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl QuorumQueue {
+    pub fn push(&self, event: QuorumEvent) {
+        self.queue.borrow_mut().push_back(event);
+        self.bell.ring();
+    }
+
+    pub fn push_closed(&self, link: LinkId, why: String) {
+        self.push(QuorumEvent::LinkClosed { link, why });
+    }
+
+    pub fn pop(&self) -> Option<QuorumEvent> {
+        let event = self.queue.borrow_mut().pop_front();
+        if event.is_some() && self.queue.borrow().len() < QUORUM_EVENTS_MAX {
+            for waker in self.waiting.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
+        event
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
+    /// Completes once the queue is below its bound.
+    pub async fn wait_for_room(&self) {
+        poll_fn(|cx| {
+            if self.queue.borrow().len() < QUORUM_EVENTS_MAX {
+                return Poll::Ready(());
+            }
+            self.waiting.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
