@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod apache;
+pub mod ensemble;
+pub mod fault_proxy;
 pub mod http;
 pub mod raw;
 pub mod tls;
