@@ -1,5 +1,5 @@
-//! The ensemble process harness itself (tests/common/ensemble.rs), before replication: three
-//! processes come up (each running standalone for now) and answer `ruok`, each with its own
+//! The ensemble process harness itself (tests/common/ensemble.rs): three
+//! processes come up and answer `ruok`, each with its own
 //! data dir and myid and a zoo.cfg that routes every peer through the right proxies; the
 //! process controls (stop, wipe, restart, kill) and the fault bookkeeping (isolate, link
 //! faults, heal) do what they say; dropping the ensemble ends the processes, closes the
@@ -76,13 +76,17 @@ fn three_processes_start_answer_and_are_gone_after_drop() {
     for sid in ens.sids() {
         assert_eq!(ens.four_letter(sid, "ruok").as_deref(), Some("imok"));
         assert!(ens.is_running(sid));
-        // Standalone until replication lands; this checks the `srvr` parsing.
-        assert_eq!(ens.mode(sid).as_deref(), Some("standalone"));
+        // Electing or elected (unchecked start): this checks the `srvr` parsing.
+        // (None: electing, "not currently serving requests" as ZooKeeper says.)
+        let mode = ens.mode(sid);
+        assert!(
+            matches!(mode.as_deref(), None | Some("leader" | "follower")),
+            "server {sid}: {mode:?}"
+        );
         check_files(&ens, sid);
         data_dirs.insert(ens.data_dir(sid));
     }
     assert_eq!(data_dirs.len(), 3, "the servers share a data dir");
-    assert_eq!(ens.leader(), None);
     let listed: Vec<String> = ens.sids().map(|s| ens.client_addr(s).to_string()).collect();
     assert_eq!(ens.connect_string(), listed.join(","));
 

@@ -24,6 +24,9 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
     if !shard.cfg.four_letter_whitelist.allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
+    if NEEDS_A_RUNNING_SERVER.contains(&word) && !is_serving(shard) {
+        return format!("{ZK_NOT_SERVING}\n");
+    }
     let totals = shard.stats.totals();
     match word {
         "ruok" => "imok".to_string(),
@@ -50,6 +53,18 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
         other => format!("{other} is not executed because it is not supported by this server.\n"),
     }
+}
+
+/// `AbstractFourLetterCommand.ZK_NOT_SERVING`: what these words answer while an
+/// ensemble member has no leader (electing or syncing), as ZooKeeper's do.
+const ZK_NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+const NEEDS_A_RUNNING_SERVER: &[&str] = &[
+    "srvr", "stat", "conf", "cons", "crst", "srst", "mntr", "dump", "dirs", "wchs", "wchc", "wchp",
+    "hash",
+];
+
+fn is_serving(shard: &Shard) -> bool {
+    shard.stats.replica.mode() != crate::replica::status::Mode::Looking
 }
 
 /// The server's role, as srvr's `Mode:` and mntr's `zk_server_state` say it.

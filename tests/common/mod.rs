@@ -11,6 +11,7 @@
 
 pub mod apache;
 pub mod ensemble;
+pub mod ensemble_client;
 pub mod fault_proxy;
 pub mod http;
 pub mod raw;

@@ -1,10 +1,11 @@
 """Fixtures of the real-client compatibility suite.
 
-COMPAT_TARGET selects the server every test in test_kazoo_recipes.py and test_zkcli.py
-talks to: ``ferrokeeper`` (default; binary from FERROKEEPER_BIN or
+COMPAT_TARGET selects the server every test in test_kazoo_recipes.py, test_zkcli.py and
+test_curator.py talks to: ``ferrokeeper`` (default; binary from FERROKEEPER_BIN or
 <repo>/target/release/ferrokeeper) or ``apache`` (Debian's Apache ZooKeeper 3.8), so the
 tests can be validated against the reference server and then run unchanged against
-Ferrokeeper.  test_differential.py starts both kinds itself.
+Ferrokeeper; ``ferrokeeper-ensemble`` and ``apache-ensemble`` are three-server
+ensembles of either kind, which clients reach through a connect string of all three.  test_differential.py starts both kinds itself.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ensemble import Ensemble  # noqa: E402
 from servers import Server, ServerStartError  # noqa: E402
 
-TARGETS = ("ferrokeeper", "apache")
+TARGETS = ("ferrokeeper", "apache", "ferrokeeper-ensemble", "apache-ensemble")
 
 # Servers started by fixtures, so failed tests can show their log tails.
 RUNNING_SERVERS: list[Server] = []
@@ -60,8 +62,21 @@ def shutdown(server: Server) -> None:
 @pytest.fixture(scope="session")
 def zk_server(tmp_path_factory):
     """The server under test (COMPAT_TARGET), shared by the whole session."""
-    kind = compat_target()
-    server = launch(kind, tmp_path_factory.mktemp(f"{kind}-server"))
+    target = compat_target()
+    if target.endswith("-ensemble"):
+        # Three participants; clients get all three in their connect string.
+        kind = target.removesuffix("-ensemble")
+        ensemble = Ensemble(kind, tmp_path_factory.mktemp(target))
+        try:
+            ensemble.start()
+        except ServerStartError as e:
+            pytest.fail(f"could not start the {kind} ensemble:\n{e}", pytrace=False)
+        RUNNING_SERVERS.append(ensemble)
+        yield ensemble
+        RUNNING_SERVERS.remove(ensemble)
+        ensemble.stop()
+        return
+    server = launch(target, tmp_path_factory.mktemp(f"{target}-server"))
     yield server
     shutdown(server)
 

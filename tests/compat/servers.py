@@ -179,7 +179,9 @@ class Server:
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, attempts: int = 3) -> "Server":
+    def start(self, attempts: int = 3, wait: bool = True) -> "Server":
+        """Starts the process; with ``wait``, until it answers (an ensemble member
+        cannot serve before its peers run, so ensembles wait for all at once)."""
         last_error = None
         for _ in range(attempts):
             self.port = free_port()
@@ -197,6 +199,8 @@ class Server:
                     start_new_session=True,
                 )
             _live_processes.append(self.proc)
+            if not wait:
+                return self
             try:
                 self._wait_ready(READY_DEADLINE[self.kind])
                 return self
@@ -280,8 +284,10 @@ def start_server(kind: str, workdir: Path, extra_cfg: dict | None = None) -> Ser
     return Server(kind, workdir, extra_cfg).start()
 
 
-def zkcli_command(port: int) -> list[str]:
-    """Command line for a non-interactive zkCli session (commands on stdin)."""
+def zkcli_command(port: int | str) -> list[str]:
+    """Command line for a non-interactive zkCli session (commands on stdin) to
+    127.0.0.1:port, or to a connect string."""
+    server = port if isinstance(port, str) else f"127.0.0.1:{port}"
     return [
         JAVA,
         "-Xmx128m",
@@ -291,5 +297,5 @@ def zkcli_command(port: int) -> list[str]:
         apache_classpath("nop"),
         "org.apache.zookeeper.ZooKeeperMain",
         "-server",
-        f"127.0.0.1:{port}",
+        server,
     ]

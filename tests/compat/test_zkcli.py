@@ -200,7 +200,7 @@ def session(zk_server):
     script = build_script(zk_server.hosts)
     try:
         proc = subprocess.run(
-            zkcli_command(zk_server.port),
+            zkcli_command(zk_server.hosts),
             input=script,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -264,7 +264,10 @@ impl Pipeline {
                 },
                 Err(e) => return self.leave_leader(&format!("bad LEADERINFO: {e}"), io).await,
             },
-            qw::DIFF => Input::Diff { zxid: packet.zxid },
+            qw::DIFF => {
+                info!("DIFF from the leader up to 0x{:x}", packet.zxid);
+                Input::Diff { zxid: packet.zxid }
+            }
             qw::TRUNC => Input::Trunc { zxid: packet.zxid },
             // The core steps once the snapshot that follows is loaded.
             qw::SNAP => return,
