@@ -53,3 +53,7 @@ cargo test --release --workspace -- --test-threads=2
 log "real-client compatibility tests (kazoo, zkCli.sh, differential vs Apache ZooKeeper)"
 export FERROKEEPER_BIN="$PWD/target/release/ferrokeeper"
 "$PYTHON" -m pytest -q tests/compat
+
+log "kazoo, zkCli.sh and Curator against a 3-server Ferrokeeper ensemble (connect string of all three)"
+COMPAT_TARGET=ferrokeeper-ensemble "$PYTHON" -m pytest -q \
+  tests/compat/test_kazoo_recipes.py tests/compat/test_zkcli.py tests/compat/test_curator.py

@@ -33,7 +33,13 @@ pub struct Client {
 impl Client {
     /// A new session on server `sid`; Err if it does not answer or refuses the session.
     pub fn connect(ens: &Ensemble, sid: usize) -> io::Result<Client> {
-        let addr: SocketAddr = ens.client_addr(sid);
+        let mut client = Client::connect_addr(ens.client_addr(sid))?;
+        client.sid = sid;
+        Ok(client)
+    }
+
+    /// A new session on the server at `addr`.
+    pub fn connect_addr(addr: SocketAddr) -> io::Result<Client> {
         let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -46,7 +52,7 @@ impl Client {
         Ok(Client {
             stream,
             next_xid: 1,
-            sid,
+            sid: 0,
         })
     }
 
