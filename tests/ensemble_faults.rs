@@ -8,10 +8,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::ensemble::Ensemble;
-use common::ensemble_client::{assert_converged, ensure_node, write_acked, Client};
+use common::ensemble_client::{assert_converged, ensure_node, write_acked, write_until, Client};
+use common::raw::{create_body, multi_body, Acl, MultiOp};
 
 const FAST: &[(&str, &str)] = &[("tickTime", "200")];
 const SETTLE: Duration = Duration::from_secs(30);
@@ -153,20 +156,16 @@ fn isolated_leader_steps_down_and_rejoins() {
 }
 
 #[test]
-fn rolling_restart_of_every_server() {
+fn rolling_restart_of_every_server_under_load() {
     let mut ens = Ensemble::start(3, 0, FAST);
     let sids = all(&ens);
     ensure_node(&ens, &sids, "/t");
+    // A writer keeps writing through all three servers the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs = sids.iter().map(|&s| ens.client_addr(s)).collect();
+    let writer = write_until(addrs, "/t".into(), "load".into(), stop.clone());
     let mut acked = Vec::new();
     for &sid in &sids {
-        acked.extend(write_acked(
-            &ens,
-            &sids,
-            "/t",
-            &format!("pre{sid}"),
-            20,
-            WRITES,
-        ));
         ens.stop(sid);
         acked.extend(write_acked(
             &ens,
@@ -179,7 +178,67 @@ fn rolling_restart_of_every_server() {
         ens.restart(sid);
         ens.wait_settled(SETTLE);
     }
+    stop.store(true, Ordering::Relaxed);
+    let load = writer.join().expect("the writer thread");
+    assert!(
+        load.len() > 50,
+        "the writer made {} writes during the restarts",
+        load.len()
+    );
+    acked.extend(load);
+    acked.sort();
     assert_converged(&ens, &sids, "/t", &acked, SETTLE);
+}
+
+#[test]
+fn wiped_follower_catches_up_by_snap_with_100k_znodes() {
+    let mut ens = Ensemble::start(3, 0, FAST);
+    let sids = all(&ens);
+    ensure_node(&ens, &sids, "/big");
+    let leader = ens.wait_for_leader(SETTLE);
+    // 100,000 znodes in 100 multis of 1,000 creates.
+    let mut c = Client::connect(&ens, leader).expect("connect");
+    for batch in 0..100 {
+        let ops: Vec<MultiOp> = (0..1000)
+            .map(|i| MultiOp {
+                op: 1,
+                body: create_body(
+                    &format!("/big/n{batch:03}-{i:04}"),
+                    b"0123456789",
+                    &Acl::world_all(),
+                    0,
+                ),
+            })
+            .collect();
+        let reply = c.call(14, &multi_body(&ops)).expect("multi");
+        assert_eq!(reply.err, 0, "multi {batch}");
+    }
+    let acked: Vec<String> = (0..100)
+        .flat_map(|b| (0..1000).map(move |i| format!("n{b:03}-{i:04}")))
+        .collect();
+    drop(c);
+    // Restart everything with the follower's data gone: no server keeps the txns in
+    // memory after a restart, so the follower at zxid 0 must get a SNAP.
+    let follower = followers(&ens, leader)[0];
+    for &sid in &sids {
+        ens.stop(sid);
+    }
+    ens.wipe(follower);
+    for &sid in &sids {
+        ens.restart(sid);
+    }
+    ens.wait_settled(SETTLE);
+    assert_converged(&ens, &sids, "/big", &acked, SETTLE);
+    assert!(
+        logged(&ens, follower, "SNAP from the leader"),
+        "{}",
+        ens.report()
+    );
+    assert!(
+        logged(&ens, follower, "installed the leader's snapshot"),
+        "{}",
+        ens.report()
+    );
 }
 
 #[test]
@@ -214,4 +273,82 @@ fn five_servers_survive_two_failures() {
     ens.restart(follower);
     ens.wait_settled(SETTLE);
     assert_converged(&ens, &sids, "/t", &acked, SETTLE);
+}
+
+/// Bytes a connection to `addr` gets before the server closes it, or None if it stays
+/// open past `within` (what a leader must never do with a bad peer).
+fn closed_after(addr: std::net::SocketAddr, send: &[u8], within: Duration) -> Option<usize> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    let _ = s.write_all(send);
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(got),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A QuorumPacket as jute writes it: type, zxid, data (length-prefixed), no authinfo.
+fn packet(packet_type: i32, zxid: i64, data: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&packet_type.to_be_bytes());
+    out.extend_from_slice(&zxid.to_be_bytes());
+    match data {
+        Some(d) => {
+            out.extend_from_slice(&(d.len() as i32).to_be_bytes());
+            out.extend_from_slice(d);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out
+}
+
+#[test]
+fn bad_peers_on_the_quorum_port_are_disconnected_and_change_nothing() {
+    let ens = Ensemble::start(3, 0, FAST);
+    let sids = all(&ens);
+    ensure_node(&ens, &sids, "/t");
+    let mut acked = write_acked(&ens, &sids, "/t", "before", 10, WRITES);
+    let leader = ens.wait_for_leader(SETTLE);
+    let quorum = std::net::SocketAddr::from(([127, 0, 0, 1], ens.peer_ports(leader).0));
+    let within = Duration::from_secs(10);
+    let learner_info = |sid: i64| {
+        let mut li = sid.to_be_bytes().to_vec();
+        li.extend_from_slice(&0x10000i32.to_be_bytes());
+        li.extend_from_slice(&0i64.to_be_bytes());
+        packet(11, 0, Some(&li))
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("an oversized data length", {
+            let mut p = 11i32.to_be_bytes().to_vec();
+            p.extend_from_slice(&0i64.to_be_bytes());
+            p.extend_from_slice(&i32::MAX.to_be_bytes());
+            p
+        }),
+        ("an ACK before saying who it is", packet(3, 0, None)),
+        ("an unknown server id", learner_info(99)),
+        ("the leader's own server id", learner_info(leader as i64)),
+    ];
+    for (what, bytes) in cases {
+        assert!(
+            closed_after(quorum, &bytes, within).is_some(),
+            "a peer sending {what} was not disconnected\n{}",
+            ens.report()
+        );
+    }
+    // The ensemble did not notice: same leader, writes go on, every server converges.
+    assert_eq!(ens.wait_for_leader(SETTLE), leader);
+    acked.extend(write_acked(&ens, &sids, "/t", "after", 10, WRITES));
+    assert_converged(&ens, &sids, "/t", &acked, SETTLE);
+    let log = ens.log_tail(leader, 100_000);
+    assert!(log.contains("is not a learner of this ensemble"), "{log}");
+    assert!(log.contains("first packet is not a LearnerInfo"), "{log}");
 }

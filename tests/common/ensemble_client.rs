@@ -135,6 +135,47 @@ pub fn write_acked(
     acked
 }
 
+/// Writes `<parent>/<prefix>-<i>` through the servers at `addrs` (round robin, moving on
+/// after any error) until `stop` is set, from a thread of its own while the test restarts
+/// servers; returns the acknowledged names.
+pub fn write_until(
+    addrs: Vec<SocketAddr>,
+    parent: String,
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        let mut acked = Vec::new();
+        let mut client: Option<Client> = None;
+        let (mut next, mut i) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            if client.is_none() {
+                client = Client::connect_addr(addrs[next % addrs.len()]).ok();
+                next += 1;
+                if client.is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                continue;
+            }
+            let name = format!("{prefix}-{i:06}");
+            match client
+                .as_mut()
+                .expect("connected")
+                .create(&format!("{parent}/{name}"), b"v")
+            {
+                Ok(true) => {
+                    acked.push(name);
+                    i += 1;
+                }
+                // Unknown outcome: retried under the same name (NODE_EXISTS counts).
+                Ok(false) | Err(_) => client = None,
+            }
+        }
+        acked
+    })
+}
+
 /// Creates `path` through any of `sids` (the parent of the writes).
 pub fn ensure_node(ens: &Ensemble, sids: &[usize], path: &str) {
     let written = write_acked_one(ens, sids, path, Duration::from_secs(30));
