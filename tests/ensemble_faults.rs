@@ -57,6 +57,34 @@ fn writes_through_every_server_reach_every_server() {
     }
     let list = assert_converged(&ens, &sids, "/t", &acked, SETTLE);
     assert_eq!(list.len(), 63);
+    // What monitoring reads, as ZooKeeper prints it for each role.
+    let leader = ens.wait_for_leader(SETTLE);
+    let mntr = ens.four_letter(leader, "mntr").expect("mntr");
+    for row in [
+        "zk_server_state\tleader",
+        "zk_synced_followers\t2",
+        "zk_peer_state\tleading - broadcast",
+        "zk_quorum_size\t3",
+    ] {
+        assert!(mntr.contains(row), "leader mntr lacks {row:?}:\n{mntr}");
+    }
+    let follower = followers(&ens, leader)[0];
+    let mntr = ens.four_letter(follower, "mntr").expect("mntr");
+    assert!(mntr.contains("zk_peer_state\tfollowing - broadcast"), "{mntr}");
+    assert!(!mntr.contains("zk_synced_followers"), "{mntr}");
+    let conf = ens.four_letter(follower, "conf").expect("conf");
+    assert!(conf.contains("initLimit=10\nsyncLimit=5\nelectionAlg=3\n"), "{conf}");
+    assert!(conf.contains("membership: \nserver.1="), "{conf}");
+    // /zookeeper/config holds the ensemble's config text on every server.
+    for &sid in &sids {
+        let mut c = Client::connect(&ens, sid).expect("connect");
+        let reply = c
+            .call(4, &common::raw::path_watch("/zookeeper/config", false))
+            .expect("getData");
+        let (data, _) = reply.data();
+        let text = String::from_utf8(data.unwrap_or_default()).unwrap();
+        assert!(text.starts_with("server.1=") && text.ends_with("version=0"), "{text}");
+    }
 }
 
 #[test]
