@@ -70,10 +70,16 @@ fn writes_through_every_server_reach_every_server() {
     }
     let follower = followers(&ens, leader)[0];
     let mntr = ens.four_letter(follower, "mntr").expect("mntr");
-    assert!(mntr.contains("zk_peer_state\tfollowing - broadcast"), "{mntr}");
+    assert!(
+        mntr.contains("zk_peer_state\tfollowing - broadcast"),
+        "{mntr}"
+    );
     assert!(!mntr.contains("zk_synced_followers"), "{mntr}");
     let conf = ens.four_letter(follower, "conf").expect("conf");
-    assert!(conf.contains("initLimit=10\nsyncLimit=5\nelectionAlg=3\n"), "{conf}");
+    assert!(
+        conf.contains("initLimit=10\nsyncLimit=5\nelectionAlg=3\n"),
+        "{conf}"
+    );
     assert!(conf.contains("membership: \nserver.1="), "{conf}");
     // /zookeeper/config holds the ensemble's config text on every server.
     for &sid in &sids {
@@ -83,7 +89,10 @@ fn writes_through_every_server_reach_every_server() {
             .expect("getData");
         let (data, _) = reply.data();
         let text = String::from_utf8(data.unwrap_or_default()).unwrap();
-        assert!(text.starts_with("server.1=") && text.ends_with("version=0"), "{text}");
+        assert!(
+            text.starts_with("server.1=") && text.ends_with("version=0"),
+            "{text}"
+        );
     }
 }
 
@@ -379,4 +388,64 @@ fn bad_peers_on_the_quorum_port_are_disconnected_and_change_nothing() {
     let log = ens.log_tail(leader, 100_000);
     assert!(log.contains("is not a learner of this ensemble"), "{log}");
     assert!(log.contains("first packet is not a LearnerInfo"), "{log}");
+}
+
+#[test]
+fn a_session_moves_between_servers() {
+    use common::raw::{Conn, ConnectRequest};
+    let ens = Ensemble::start(3, 0, FAST);
+    let sids = all(&ens);
+    let leader = ens.wait_for_leader(SETTLE);
+    let (a, b) = {
+        let f = followers(&ens, leader);
+        (f[0], f[1])
+    };
+    // A session made on follower a, with an ephemeral node.
+    let mut on_a = Conn::connect(ens.client_addr(a), 20_000);
+    let (id, passwd) = (on_a.session_id(), on_a.passwd());
+    assert_ne!(id, 0);
+    assert_eq!(
+        (id >> 56) as usize,
+        a,
+        "session ids carry the creating server's id"
+    );
+    assert_eq!(on_a.create("/eph", b"", 1).err, 0);
+    // The same session resumed on follower b (the leader revalidates it)...
+    let resume = ConnectRequest::resume(20_000, id, &passwd);
+    let mut on_b = Conn::connect_with(ens.client_addr(b), &resume).expect("resume on b");
+    assert_eq!(
+        on_b.session_id(),
+        id,
+        "the session was not resumed on server {b}"
+    );
+    assert_eq!(on_b.create("/from-b", b"", 0).err, 0);
+    // ...so the old connection's writes get SESSIONMOVED, as from ZooKeeper.
+    assert_eq!(on_a.create("/from-a", b"", 0).err, -118);
+    // And on the leader too, where the session was never seen.
+    let mut on_leader = Conn::connect_with(ens.client_addr(leader), &resume).expect("resume");
+    assert_eq!(on_leader.session_id(), id);
+    assert_eq!(on_b.create("/from-b-again", b"", 0).err, -118);
+    assert_eq!(on_leader.create("/from-leader", b"", 0).err, 0);
+    // A wrong password is refused everywhere; the ephemeral stays with its session.
+    for &sid in &sids {
+        let bad = ConnectRequest::resume(20_000, id, &[0u8; 16]);
+        let c = Conn::connect_with(ens.client_addr(sid), &bad).expect("handshake");
+        assert_eq!(c.session_id(), 0, "server {sid} took a wrong password");
+    }
+    assert_converged(
+        &ens,
+        &sids,
+        "/",
+        &["eph".into(), "from-b".into(), "from-leader".into()],
+        SETTLE,
+    );
+    // Closing the session removes its ephemeral everywhere.
+    assert_eq!(on_leader.close_session().err, 0);
+    ens.wait_until(SETTLE, "the ephemeral to go with its session", |e| {
+        e.sids().all(|sid| {
+            Client::connect(e, sid)
+                .and_then(|mut c| c.synced_children("/"))
+                .is_ok_and(|children| !children.contains(&"eph".to_string()))
+        })
+    });
 }

@@ -282,6 +282,8 @@ impl Pipeline {
             WriteOutcome::Error(ErrorCode::SystemError)
         } else if !self.sessions.is_live(msg.session_id) {
             WriteOutcome::Error(ErrorCode::SessionExpired)
+        } else if self.moved_away(msg.session_id, None) {
+            WriteOutcome::Error(ErrorCode::SessionMoved)
         } else {
             self.sessions.touch(msg.session_id, self.now_ms());
             self.execute_write(msg.session_id, msg.xid, msg.op, &msg.body, &msg.auth, batch)
@@ -378,6 +380,7 @@ impl Pipeline {
         self.commit_txn(header, TxnOp::CreateSession { timeout_ms }, batch);
         self.sessions
             .insert(session_id, timeout_ms, Some(msg.conn), self.now_ms());
+        self.own_session_here(session_id);
         batch.created_sessions.push(session_id);
         debug!("session 0x{session_id:x} created, timeout {timeout_ms} ms");
         ConnectOutcome::Granted {
@@ -397,6 +400,7 @@ impl Pipeline {
                 if let Some(old) = previous {
                     batch.closes[old.shard].push((old.conn_id, CloseReason::SessionMoved));
                 }
+                self.own_session_here(msg.session_id);
                 ConnectOutcome::Granted {
                     session_id: msg.session_id,
                     timeout_ms,

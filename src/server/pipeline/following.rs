@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::roles::{Io, Role};
 use super::Pipeline;
 use crate::limits::quorum as qlimits;
+use crate::proto::jute::Reader;
 use crate::proto::{ErrorCode, Id, Request, SessionId, Zxid};
 use crate::replica::events::QuorumEvent;
 use crate::replica::link::{self, LinkId, LinkOut};
@@ -88,6 +89,9 @@ pub(super) struct Following {
     pending_count: usize,
     /// New sessions waiting for their createSession commit.
     connects: HashMap<SessionId, ConnRef>,
+    /// Resumed sessions waiting for the leader's REVALIDATE answer
+    /// (session, connection, timeout), in the order asked.
+    revalidating: VecDeque<(SessionId, ConnRef, i32)>,
     syncs: VecDeque<SyncWait>,
     released: VecDeque<SyncWait>,
     last_commit_seen: i64,
@@ -116,6 +120,9 @@ impl Following {
             lost(batch, waiting.conn);
         }
         for conn in self.connects.into_values() {
+            lost(batch, conn);
+        }
+        for (_, conn, _) in self.revalidating {
             lost(batch, conn);
         }
         for sync in self.syncs.into_iter().chain(self.released) {
@@ -171,6 +178,7 @@ impl Pipeline {
             pending: HashMap::new(),
             pending_count: 0,
             connects: HashMap::new(),
+            revalidating: VecDeque::new(),
             syncs: VecDeque::new(),
             released: VecDeque::new(),
             last_commit_seen: 0,
@@ -302,6 +310,7 @@ impl Pipeline {
                 Input::Ping
             }
             qw::SYNC => return self.on_sync_reply(io).await,
+            qw::REVALIDATE => return self.on_revalidated(packet.data.as_deref(), io).await,
             other => {
                 warn!("ignoring quorum packet type {other} from the leader");
                 return;
@@ -696,7 +705,8 @@ impl Pipeline {
     /// Whether another forwarded request fits (backpressure otherwise).
     pub(super) fn learner_has_room(&mut self) -> bool {
         let f = self.following();
-        f.pending_count + f.syncs.len() + f.connects.len() < qlimits::LEARNER_FORWARDED_MAX
+        let waiting = f.pending_count + f.syncs.len() + f.connects.len() + f.revalidating.len();
+        waiting < qlimits::LEARNER_FORWARDED_MAX
     }
 
     fn forward_write(&mut self, w: WriteMsg, batch: &mut Batch) {
@@ -769,11 +779,16 @@ impl Pipeline {
                     if let Some(old) = previous {
                         batch.closes[old.shard].push((old.conn_id, CloseReason::SessionMoved));
                     }
-                    ConnectOutcome::Granted {
-                        session_id: c.session_id,
-                        timeout_ms,
-                        password: self.sessions.password(c.session_id),
-                    }
+                    // The leader confirms the session is alive and moves it here
+                    // (`Learner.validateSession`); the handshake waits for that.
+                    let id = c.session_id;
+                    self.following()
+                        .revalidating
+                        .push_back((id, c.conn, timeout_ms));
+                    let mut body = id.to_be_bytes().to_vec();
+                    body.extend_from_slice(&timeout_ms.to_be_bytes());
+                    self.send_packet(QuorumPacket::with_data(qw::REVALIDATE, -1, body));
+                    return;
                 }
                 Err(_) => ConnectOutcome::Expired,
             }
@@ -803,12 +818,47 @@ impl Pipeline {
             data: Some(data),
             authinfo: auth,
         };
+        self.send_packet(packet);
+    }
+
+    fn send_packet(&mut self, packet: QuorumPacket) {
         if let Some(link) = self.following().link.clone() {
             if !link.send(&packet) {
                 warn!("the link to the leader is full or closed; leaving it");
                 link.close();
             }
         }
+    }
+
+    /// REVALIDATE's answer `{long sessionId, bool valid}`: the held handshake
+    /// of that session is granted, or told its session expired.
+    async fn on_revalidated(&mut self, data: Option<&[u8]>, io: &Io<'_>) {
+        let mut r = Reader::new(data.unwrap_or_default());
+        let (Ok(id), Ok(valid)) = (r.i64(), r.bool()) else {
+            return self.leave_leader("bad REVALIDATE answer", io).await;
+        };
+        let f = self.following();
+        let Some(at) = f.revalidating.iter().position(|(s, _, _)| *s == id) else {
+            return;
+        };
+        let (_, conn, timeout_ms) = f.revalidating.remove(at).expect("found");
+        let outcome = if valid {
+            ConnectOutcome::Granted {
+                session_id: id,
+                timeout_ms,
+                password: self.sessions.password(id),
+            }
+        } else {
+            self.sessions.detach(id, conn);
+            ConnectOutcome::Expired
+        };
+        let mut batch = Batch::new(io.outbox.len(), io.bounds);
+        batch.connects[conn.shard].push(ConnectReply {
+            conn_id: conn.conn_id,
+            outcome,
+        });
+        let version = self.published.clone();
+        self.publish(batch, version, None, io.outbox).await;
     }
 }
 

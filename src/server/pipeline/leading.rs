@@ -21,7 +21,7 @@ use super::roles::{Forwarded, Io, Role};
 use super::Pipeline;
 use crate::limits::quorum as qlimits;
 use crate::proto::jute::Reader;
-use crate::proto::{ErrorCode, Id};
+use crate::proto::{ErrorCode, Id, SessionId};
 use crate::replica::link::{self, LinkId, LinkOut};
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
@@ -52,6 +52,11 @@ pub(super) struct Leading {
     /// Forwarded syncs: the learner, and the zxid that must be committed
     /// before its SYNC goes out (`Leader.processSync`).
     syncs: VecDeque<(Sid, i64)>,
+    /// Which server holds each session's client, as far as this leadership
+    /// has seen (created, or revalidated there): a request from another
+    /// server gets SESSIONMOVED (`SessionTrackerImpl.checkSession`). A
+    /// session not listed (from before this leadership) is not checked.
+    owners: HashMap<SessionId, Sid>,
 }
 
 impl Leading {
@@ -101,6 +106,7 @@ impl Pipeline {
             sid_of: HashMap::new(),
             link_of: BTreeMap::new(),
             syncs: VecDeque::new(),
+            owners: HashMap::new(),
         }));
         info!("LEADING: discovery from zxid 0x{last_zxid:x}");
         self.leader_actions(actions, io).await;
@@ -249,6 +255,12 @@ impl Pipeline {
         };
         let now = self.now_ms();
         let valid = self.sessions.touch(id, now);
+        if valid {
+            let leading = self.leading();
+            if let Some(&sid) = leading.sid_of.get(&link) {
+                leading.owners.insert(id, sid);
+            }
+        }
         let mut reply = id.to_be_bytes().to_vec();
         reply.push(u8::from(valid));
         let packet = QuorumPacket::with_data(qw::REVALIDATE, -1, reply);
@@ -330,17 +342,22 @@ impl Pipeline {
                 if self.sessions.get(f.session_id).is_none() {
                     self.sessions.insert(f.session_id, timeout_ms, None, now);
                 }
+                self.leading().owners.insert(f.session_id, f.from);
                 self.commit_txn(header, TxnOp::CreateSession { timeout_ms }, batch);
-            }
-            OP_CLOSE_SESSION if self.sessions.is_live(f.session_id) => {
-                self.sessions.begin_close(f.session_id);
-                self.commit_txn(header, TxnOp::CloseSession, batch);
-                self.sessions.remove(f.session_id);
             }
             OP_SYNC => {
                 let zxid = self.leading().core.last_proposed();
                 self.leading().syncs.push_back((f.from, zxid));
                 self.release_syncs();
+            }
+            _ if self.moved_away(f.session_id, Some(f.from)) => {
+                self.commit_txn(header, TxnOp::Error(ErrorCode::SessionMoved), batch);
+            }
+            OP_CLOSE_SESSION if self.sessions.is_live(f.session_id) => {
+                self.sessions.begin_close(f.session_id);
+                self.commit_txn(header, TxnOp::CloseSession, batch);
+                self.sessions.remove(f.session_id);
+                self.leading().owners.remove(&f.session_id);
             }
             _ if !self.sessions.is_live(f.session_id) => {
                 self.commit_txn(header, TxnOp::Error(ErrorCode::SessionExpired), batch);
@@ -356,6 +373,28 @@ impl Pipeline {
                     WriteOutcome::Sync(_) | WriteOutcome::Txn(_) | WriteOutcome::SessionClosed => {}
                 }
             }
+        }
+    }
+
+    /// Whether the session's client is known to be on another server than
+    /// `at` (a learner, or None for this leader's own clients).
+    pub(super) fn moved_away(&mut self, session_id: SessionId, at: Option<Sid>) -> bool {
+        if !self.is_leading() {
+            return false;
+        }
+        let me = self.zab_mut().me();
+        let at = at.unwrap_or(me);
+        self.leading()
+            .owners
+            .get(&session_id)
+            .is_some_and(|&owner| owner != at)
+    }
+
+    /// This leader's own client created or resumed the session.
+    pub(super) fn own_session_here(&mut self, session_id: SessionId) {
+        if self.is_leading() {
+            let me = self.zab_mut().me();
+            self.leading().owners.insert(session_id, me);
         }
     }
 
