@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tracing::warn;
 
@@ -35,7 +36,7 @@ pub fn build(settings: &TlsConfig) -> Result<ServerConfig, String> {
     let builder = match settings.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         auth @ (ClientAuth::Want | ClientAuth::Need) => {
-            let verifier = client_verifier(settings, auth, provider)?;
+            let verifier = client_verifier(settings, auth, provider.clone())?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -46,9 +47,55 @@ pub fn build(settings: &TlsConfig) -> Result<ServerConfig, String> {
         .as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    builder
-        .with_single_cert(material.chain, material.key)
-        .map_err(|e| format!("ssl.keyStore.location: {file}: unusable key or certificate: {e}"))
+    let certified = certified_key(material.chain, material.key, &provider)
+        .map_err(|e| format!("ssl.keyStore.location: {file}: unusable key or certificate: {e}"))?;
+    Ok(builder.with_cert_resolver(Arc::new(OneCert(Arc::new(certified)))))
+}
+
+/// The server's own chain and key, checked to belong together. rustls's
+/// `with_single_cert` makes the same check by parsing the certificate with
+/// webpki, which refuses X.509 v1 certificates — what Java's and pyOpenSSL's
+/// defaults write (kazoo's own test harness makes them). A server never has
+/// to validate its own certificate, so for a v1 one the key is compared with
+/// the certificate's SubjectPublicKeyInfo here and the chain served as is.
+fn certified_key(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    let certified = CertifiedKey::new(chain, signing);
+    let end_entity = certified.end_entity_cert().map_err(|e| e.to_string())?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(end_entity)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    if parsed.version() != x509_parser::x509::X509Version::V1 {
+        return match certified.keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+                Ok(certified)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let spki = parsed.tbs_certificate.subject_pki.raw;
+    match certified.key.public_key() {
+        Some(key_spki) if key_spki.as_ref() != spki => {
+            Err("the private key does not match the certificate".into())
+        }
+        _ => Ok(certified),
+    }
+}
+
+/// Serves the key store's one certificate to every client.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
 /// ring's suites, narrowed to `ssl.ciphersuites` (Java names: TLS 1.3
