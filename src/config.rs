@@ -152,6 +152,10 @@ pub struct Config {
     pub shard_count: usize,
     /// Requests one connection may have in flight (`ferrokeeper.maxOutstandingPerConnection`).
     pub outstanding_per_connection_max: u32,
+    /// `ferrokeeper.sessionPasswords=zookeeper`: an ensemble uses ZooKeeper's
+    /// password derivation, which Apache servers in a mixed ensemble need;
+    /// the default (`keyed`) keeps them unguessable in a Ferrokeeper-only one.
+    pub zookeeper_session_passwords: bool,
     /// Watches one connection may hold (`ferrokeeper.maxWatchesPerConnection`).
     pub watches_per_connection_max: usize,
     /// Server-wide bound on bytes held for clients
@@ -215,6 +219,7 @@ impl Default for Config {
             super_digest: None,
             container_check_interval_ms: 60_000,
             shard_count: 0,
+            zookeeper_session_passwords: false,
             outstanding_per_connection_max: limits::OUTSTANDING_PER_CONNECTION_DEFAULT,
             watches_per_connection_max: limits::WATCHES_PER_CONNECTION_DEFAULT,
             client_buffer_bytes_max: 0,
@@ -385,6 +390,13 @@ impl Config {
             }
             "znode.container.checkIntervalMs" => {
                 self.container_check_interval_ms = parse_range(value, 1, u64::MAX)?
+            }
+            "ferrokeeper.sessionPasswords" => {
+                self.zookeeper_session_passwords = match value {
+                    "zookeeper" => true,
+                    "keyed" => false,
+                    _ => return Err("expected keyed or zookeeper".to_string()),
+                }
             }
             "ferrokeeper.shards" => {
                 self.shard_count = parse_range(value, 0, limits::SHARDS_MAX as u64)? as usize

@@ -133,7 +133,11 @@ fn an_apache_observer_syncs_from_our_leader_and_serves_the_same_data() {
     };
     let mut ours = Vec::new();
     for sid in 1..=3 {
-        let cfg = write_cfg(sid, "ferrokeeper.shards=1\n");
+        // With Apache servers in the ensemble, passwords must be ZooKeeper's (README).
+        let cfg = write_cfg(
+            sid,
+            "ferrokeeper.shards=1\nferrokeeper.sessionPasswords=zookeeper\n",
+        );
         let log = fs::File::create(dir(sid).join("server.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
             .arg(&cfg)

@@ -426,11 +426,21 @@ fn a_session_moves_between_servers() {
     assert_eq!(on_leader.session_id(), id);
     assert_eq!(on_b.create("/from-b-again", b"", 0).err, -118);
     assert_eq!(on_leader.create("/from-leader", b"", 0).err, 0);
-    // A wrong password is refused everywhere; the ephemeral stays with its session.
+    // A wrong password is refused everywhere, and so is the one ZooKeeper would derive
+    // from the session id alone: a Ferrokeeper ensemble's passwords are keyed.
+    let derived = ferrokeeper::session::SessionTable::with_passwords(
+        0,
+        0,
+        ferrokeeper::session::Passwords::ZooKeeper,
+    )
+    .password(id);
+    assert_ne!(passwd, derived.to_vec());
     for &sid in &sids {
-        let bad = ConnectRequest::resume(20_000, id, &[0u8; 16]);
-        let c = Conn::connect_with(ens.client_addr(sid), &bad).expect("handshake");
-        assert_eq!(c.session_id(), 0, "server {sid} took a wrong password");
+        for wrong in [[0u8; 16], derived] {
+            let bad = ConnectRequest::resume(20_000, id, &wrong);
+            let c = Conn::connect_with(ens.client_addr(sid), &bad).expect("handshake");
+            assert_eq!(c.session_id(), 0, "server {sid} took a wrong password");
+        }
     }
     assert_converged(
         &ens,

@@ -85,8 +85,10 @@ impl Pipeline {
             x509_acls: cfg.tls.secure_client_port.is_some(),
         };
         // Every server of an ensemble must accept every session's password.
+        // (A Ferrokeeper ensemble's key comes from its tree: `refresh_passwords`.)
         let passwords = match start.zab {
-            Some(_) => Passwords::ZooKeeper,
+            Some(_) if cfg.zookeeper_session_passwords => Passwords::ZooKeeper,
+            Some(_) => Passwords::Keyed([0; 16]),
             None => Passwords::Keyed(start.secret),
         };
         let mut sessions = SessionTable::with_passwords(server_id, unix_ms() as u64, passwords);

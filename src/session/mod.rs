@@ -92,6 +92,11 @@ impl SessionTable {
         self.sessions.len()
     }
 
+    /// Changes how passwords derive from ids (an ensemble's key arrived).
+    pub fn set_passwords(&mut self, passwords: Passwords) {
+        self.passwords = passwords;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }

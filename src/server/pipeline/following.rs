@@ -472,6 +472,7 @@ impl Pipeline {
         self.sessions = sessions;
         self.tree = state.tree;
         self.set_config_node();
+        self.refresh_passwords();
         self.following().proposed.clear();
         if self.tree.last_zxid() > self.published.last_zxid() {
             let version = self.tree.clone();
@@ -503,6 +504,9 @@ impl Pipeline {
                     .sessions
                     .remove(header.session_id)
                     .and_then(|s| s.owner);
+            }
+            TxnOp::Create { path, .. } if path == super::roles::PASSWORD_KEY_PATH => {
+                self.refresh_passwords()
             }
             _ => {}
         }

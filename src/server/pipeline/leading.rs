@@ -21,13 +21,15 @@ use super::roles::{Forwarded, Io, Role};
 use super::Pipeline;
 use crate::limits::quorum as qlimits;
 use crate::proto::jute::Reader;
-use crate::proto::{ErrorCode, Id, SessionId};
+use crate::proto::{perms, Acl, ErrorCode, Id, SessionId};
 use crate::replica::link::{self, LinkId, LinkOut};
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
 use crate::server::inbox::Inbox;
 use crate::server::messages::{CommitTiming, WriteOutcome};
+use crate::tree::acl::digest;
 use crate::tree::acl::AuthInfo;
+use crate::tree::{CreateKind, CreateReq, WriteReq};
 use crate::tree::{TxnHeader, TxnOp};
 use crate::zab::election::Sid;
 use crate::zab::leader::{Action, Input, Leader, LearnerKind, Packet, ProposeError, Timing};
@@ -38,6 +40,7 @@ use crate::zab::quorum_wire::{
 use crate::zab::snap_wire::encode::SnapEncoder;
 use crate::zab::sync::SyncKind;
 use crate::zab::txn_wire::encode_txn_op;
+use rand::Rng;
 
 /// ZooKeeper's client opcodes a learner forwards besides writes.
 const OP_SYNC: i32 = 9;
@@ -478,7 +481,7 @@ impl Pipeline {
                 // The batch holding the txn is already on its way to the log.
                 Action::Append { .. } => {}
                 Action::Commit { zxid } => self.publish_committed(zxid, io).await,
-                Action::Activate { epoch } => self.activate(epoch),
+                Action::Activate { epoch } => self.activate(epoch, io).await,
                 Action::Drop { sid, reason } => {
                     if let Some(&link) = self.leading().link_of.get(&sid) {
                         self.close_link(link, &format!("learner {sid} dropped: {reason:?}"));
@@ -503,10 +506,13 @@ impl Pipeline {
 
     /// A quorum acknowledged NEWLEADER: serve writes, with every session's
     /// clock restarted (no session expires because of the failover).
-    fn activate(&mut self, epoch: i64) {
+    async fn activate(&mut self, epoch: i64, io: &Io<'_>) {
         self.next_zxid = qw::make_zxid(epoch, 1);
         let now = self.now_ms();
         self.sessions.touch_all(now);
+        if self.lacks_password_key() {
+            self.create_password_key(io).await;
+        }
         let me = self.zab_mut().me();
         self.zab_mut().elector.update_epoch(epoch);
         self.stats.replica.set_mode(Mode::Leader, Some(me as u64));
@@ -514,6 +520,40 @@ impl Pipeline {
             "LEADING: epoch {epoch} established, serving from zxid 0x{:x}",
             self.tree.last_zxid()
         );
+    }
+
+    /// The first leader of a Ferrokeeper ensemble writes its password key
+    /// (see `roles::PASSWORD_KEY_PATH`) before it serves anything.
+    async fn create_password_key(&mut self, io: &Io<'_>) {
+        let mut rng = rand::thread_rng();
+        let key: [u8; 32] = rng.gen();
+        let lock: [u8; 16] = rng.gen();
+        let lock: String = lock.iter().map(|b| format!("{b:02x}")).collect();
+        let acl = [Acl {
+            perms: perms::ALL,
+            id: Id::new("digest", &digest(&format!("ferrokeeper:{lock}"))),
+        }];
+        let header = self.header(0, 0);
+        let req = WriteReq::Create(CreateReq {
+            path: super::roles::PASSWORD_KEY_PATH,
+            data: Some(Bytes::copy_from_slice(&key)),
+            acl: &acl,
+            flags: 0,
+            ttl_ms: None,
+            kind: CreateKind::Create,
+        });
+        match self
+            .tree
+            .prep(&header, req, &self.system_auth, &self.prep_options)
+        {
+            Ok(op) => {
+                let mut batch = Batch::new(io.outbox.len(), io.bounds);
+                self.commit_txn(header, op, &mut batch);
+                self.refresh_passwords();
+                self.submit(batch, io.outbox, io.log_tx).await;
+            }
+            Err(code) => error!("cannot create the session password key: {code:?}"),
+        }
     }
 
     fn leader_send(&mut self, to: Sid, packet: Packet) {

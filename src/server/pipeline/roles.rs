@@ -36,11 +36,21 @@ use crate::server::batch::{Batch, BatchBounds};
 use crate::server::inbox::Inbox;
 use crate::server::log::{LogDone, LogRequest};
 use crate::server::messages::{CloseReason, ToShard, WriteOutcome};
+use crate::session::Passwords;
 use crate::storage::epochs::{persist_accepted_epoch, persist_current_epoch, Epochs};
 use crate::tree::acl::AuthInfo;
 use crate::zab::election::Sid;
 use crate::zab::election_wire::ServerState;
 use crate::zab::leader::LearnerKind;
+
+/// Where a Ferrokeeper-only ensemble keeps the key its session passwords
+/// derive from, so that every server checks every password while nobody who
+/// only knows a session id (as `cons` shows it) can compute one. The first
+/// leader writes 32 random bytes there in a txn, readable by nobody but the
+/// super user (a digest ACL with a random password). With
+/// `ferrokeeper.sessionPasswords=zookeeper` (mixed ensembles: Apache servers
+/// derive passwords from the id alone) it is not used.
+pub(super) const PASSWORD_KEY_PATH: &str = "/zookeeper/ferrokeeper-session-key";
 
 /// The channels the pipeline's loop owns, lent to the role code.
 pub(in crate::server) struct Io<'a> {
@@ -124,9 +134,30 @@ impl Pipeline {
             .init_config_node(Some(Bytes::from(text)), 0, super::unix_ms());
     }
 
+    /// Takes the ensemble's password key from the tree (see [`PASSWORD_KEY_PATH`]).
+    pub(super) fn refresh_passwords(&mut self) {
+        if self.cfg.zookeeper_session_passwords {
+            return;
+        }
+        let key = self
+            .tree
+            .get(PASSWORD_KEY_PATH)
+            .and_then(|node| node.data.as_deref().and_then(|d| d.get(..16)))
+            .map(|d| <[u8; 16]>::try_from(d).expect("16 bytes"));
+        if let Some(key) = key {
+            self.sessions.set_passwords(Passwords::Keyed(key));
+        }
+    }
+
+    /// Whether this ensemble keeps its password key in the tree and has none yet.
+    pub(super) fn lacks_password_key(&self) -> bool {
+        !self.cfg.zookeeper_session_passwords && !self.tree.contains(PASSWORD_KEY_PATH)
+    }
+
     /// Starts the quorum listener; the election's first round is running.
     pub(super) fn start_zab(&mut self) {
         self.set_config_node();
+        self.refresh_passwords();
         let last_zxid = self.tree.last_zxid();
         let status = self.stats.clone();
         let zab = self.zab_mut();
