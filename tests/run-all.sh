@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n=== %s\n' "$*"; }
 
+# What the compatibility tests import (kazoo's own suite needs the last three).
+PY_DEPS='import kazoo, pytest, jks, OpenSSL, objgraph'
+PY_HEADERS='import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+
 install_deps() {
   local need_apt=()
   command -v python3 >/dev/null || need_apt+=(python3)
@@ -23,8 +27,11 @@ install_deps() {
   command -v openssl >/dev/null || need_apt+=(openssl)
   # Without kazoo/pytest, they go into a venv (Debian's Python refuses a
   # system-wide pip install), which needs pip and venv support.
-  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+  if ! python3 -c "$PY_DEPS" 2>/dev/null; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-pip)
+    # pyjks's twofish dependency is built from source: a C compiler and Python's headers.
+    command -v gcc >/dev/null || need_apt+=(gcc)
+    python3 -c "$PY_HEADERS" 2>/dev/null || need_apt+=(python3-dev)
   fi
   if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"
@@ -33,7 +40,7 @@ install_deps() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need_apt[@]}"
   fi
   PYTHON=python3
-  if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+  if ! python3 -c "$PY_DEPS" 2>/dev/null; then
     log "installing Python packages into target/compat-venv"
     python3 -m venv target/compat-venv
     PYTHON="$PWD/target/compat-venv/bin/python"
@@ -57,3 +64,6 @@ export FERROKEEPER_BIN="$PWD/target/release/ferrokeeper"
 log "kazoo, zkCli.sh and Curator against a 3-server Ferrokeeper ensemble (connect string of all three)"
 COMPAT_TARGET=ferrokeeper-ensemble "$PYTHON" -m pytest -q \
   tests/compat/test_kazoo_recipes.py tests/compat/test_zkcli.py tests/compat/test_curator.py
+
+log "kazoo's own test suite against a 3-server Ferrokeeper ensemble (its harness, cluster size 3)"
+tests/compat/kazoo_suite/run.sh "$PYTHON"

@@ -164,7 +164,8 @@ impl Pipeline {
             // another batch. (Never loop without awaiting: the forwarders that
             // deliver completions run on this executor.)
             let window_full = self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX;
-            let idle = queue.is_empty() || window_full || !self.takes_requests();
+            let idle =
+                queue.is_empty() || window_full || !self.takes_requests() || self.at_a_bound();
             if !queue.has_log_done() && idle && !self.zab_has_events() {
                 let wait = self.wait_interval();
                 let bells = futures_lite::future::or(queue.bell.wait(), self.zab_bell());

@@ -100,6 +100,13 @@ pub(super) struct Following {
 }
 
 impl Following {
+    /// Whether another forwarded request fits (`LEARNER_FORWARDED_MAX`).
+    pub fn has_room(&self) -> bool {
+        let waiting =
+            self.pending_count + self.syncs.len() + self.connects.len() + self.revalidating.len();
+        waiting < qlimits::LEARNER_FORWARDED_MAX
+    }
+
     pub fn link_id(&self) -> Option<LinkId> {
         self.link.as_ref().map(|l| l.id)
     }
@@ -708,9 +715,7 @@ impl Pipeline {
 
     /// Whether another forwarded request fits (backpressure otherwise).
     pub(super) fn learner_has_room(&mut self) -> bool {
-        let f = self.following();
-        let waiting = f.pending_count + f.syncs.len() + f.connects.len() + f.revalidating.len();
-        waiting < qlimits::LEARNER_FORWARDED_MAX
+        self.following().has_room()
     }
 
     fn forward_write(&mut self, w: WriteMsg, batch: &mut Batch) {

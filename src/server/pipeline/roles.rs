@@ -202,8 +202,21 @@ impl Pipeline {
 
     pub(super) fn zab_has_events(&self) -> bool {
         self.zab.as_ref().is_some_and(|z| {
-            !z.events.is_empty() || !z.forwarded.is_empty() && self.takes_requests()
+            !z.events.is_empty() || (!z.forwarded.is_empty() && self.takes_requests())
         })
+    }
+
+    /// Whether a bound stops this server from taking requests now (the
+    /// leader's outstanding proposals, a learner's forwarded requests):
+    /// the loop then waits for commits instead of spinning.
+    pub(super) fn at_a_bound(&self) -> bool {
+        match self.zab.as_ref().map(|z| &z.role) {
+            Some(Role::Leading(l)) => {
+                l.core.outstanding() + 1 >= qlimits::OUTSTANDING_PROPOSALS_MAX
+            }
+            Some(Role::Following(f)) => !f.has_room(),
+            _ => false,
+        }
     }
 
     /// The quorum queue's bell, or a future that never completes.
@@ -365,14 +378,20 @@ impl Pipeline {
                     if let Err(e) = done.result {
                         self.log_failure(&e);
                     }
-                    let mut batch = Batch::new(io.outbox.len(), io.bounds);
-                    abandon_batch(pending.batch, &mut batch);
-                    let published = self.published.clone();
-                    self.publish(batch, published, None, io.outbox).await;
+                    self.publish_abandoned(pending.batch, io).await;
                 }
                 None => io.queue.bell.wait().await,
             }
         }
+    }
+
+    /// Publishes what may be answered of a batch whose txns will not be
+    /// (see [`abandon_batch`]), with the version shards already have.
+    async fn publish_abandoned(&mut self, from: Batch, io: &Io<'_>) {
+        let mut batch = Batch::new(io.outbox.len(), io.bounds);
+        abandon_batch(from, &mut batch);
+        let published = self.published.clone();
+        self.publish(batch, published, None, io.outbox).await;
     }
 
     /// Sends a reset to the log and waits for its answer (nothing else is
@@ -469,10 +488,7 @@ impl Pipeline {
         crate::server::stats::sub(&self.stats.pipeline.log_batches_in_flight, 1);
         if let Err(e) = done.result {
             self.log_failure(&e);
-            let mut batch = Batch::new(io.outbox.len(), io.bounds);
-            abandon_batch(pending.batch, &mut batch);
-            let published = self.published.clone();
-            self.publish(batch, published, None, io.outbox).await;
+            self.publish_abandoned(pending.batch, io).await;
             self.become_looking("the log failed", io).await;
             return;
         }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# kazoo's own test suite (the one shipped in the kazoo package, as its
+# maintainers run it) against a 3-server Ferrokeeper ensemble: kazoo's harness
+# writes each member's zoo.cfg and starts it through ./java, which runs
+# Ferrokeeper. Usage: run.sh PYTHON (FERROKEEPER_BIN set).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+case "$1" in
+  */*) python="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;;
+  *) python="$(command -v "$1")" ;;
+esac
+suite="$("$python" -c 'import kazoo.tests, os; print(os.path.dirname(kazoo.tests.__file__))')"
+export REAL_JAVA="$(command -v java)"
+export PATH="$here:$PATH"
+export ZOOKEEPER_PATH=/usr/share/java
+export ZOOKEEPER_CLASSPATH="/usr/share/java/zookeeper.jar:/usr/share/java/*"
+export ZOOKEEPER_VERSION=3.8.0
+export ZOOKEEPER_CLUSTER_SIZE=3
+# Known failures, each with its reason (see the README's compatibility notes):
+deselect=(
+  # kazoo's harness makes an X.509 v1 client certificate, which rustls refuses.
+  "test_client.py::TestSSLClient::test_create"
+  # Dynamic reconfiguration is not implemented (reconfig answers RECONFIGDISABLED).
+  "test_client.py::TestReconfig"
+  # Read-only mode is issue 10's.
+  "test_connection.py::TestReadOnlyMode::test_read_only"
+  # kazoo's own select() shim, no server involved; fails on this Python.
+  "test_selectors_select.py::SelectTestCase::test_errno"
+)
+args=()
+for d in "${deselect[@]}"; do args+=(--deselect "$d"); done
+# Node ids are relative to the suite's directory when run from it.
+cd "$suite"
+exec "$python" -m pytest -q -p no:cacheprovider "${args[@]}" .
