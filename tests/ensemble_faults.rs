@@ -459,3 +459,80 @@ fn a_session_moves_between_servers() {
         })
     });
 }
+
+/// Writes `count` creates back to back on one connection from a thread; returns, per
+/// write, its error code and when its answer came. Panics if the connection fails:
+/// the point is that it must not.
+fn one_connection_writer(
+    addr: std::net::SocketAddr,
+    prefix: String,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<(i32, std::time::Instant)>> {
+    std::thread::spawn(move || {
+        let mut c = Client::connect_addr(addr).expect("connect");
+        (0..count)
+            .map(|i| {
+                let body = create_body(&format!("/t/{prefix}-{i:05}"), b"v", &Acl::world_all(), 0);
+                let reply = c
+                    .call(1, &body)
+                    .unwrap_or_else(|e| panic!("write {i}: the connection failed: {e}"));
+                (reply.err, std::time::Instant::now())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn clients_of_a_surviving_server_keep_their_connection_when_the_leader_dies() {
+    let mut ens = Ensemble::start(3, 0, FAST);
+    let sids = all(&ens);
+    ensure_node(&ens, &sids, "/t");
+    let leader = ens.wait_for_leader(SETTLE);
+    // One writer on each follower: one of them becomes the next leader, the other follows it.
+    let writers: Vec<_> = followers(&ens, leader)
+        .into_iter()
+        .map(|sid| {
+            (
+                sid,
+                one_connection_writer(ens.client_addr(sid), format!("s{sid}"), 400),
+            )
+        })
+        .collect();
+    ens.wait_until(SETTLE, "writes under way", |e| {
+        Client::connect(e, leader)
+            .and_then(|mut c| c.synced_children("/t"))
+            .is_ok_and(|list| list.len() > 100)
+    });
+    let killed_at = std::time::Instant::now();
+    ens.kill(leader);
+    let mut acked = Vec::new();
+    for (sid, writer) in writers {
+        let answers = writer
+            .join()
+            .unwrap_or_else(|_| panic!("writer on {sid}\n{}", ens.report()));
+        // Every create of a fresh path succeeds exactly once: an answer of NODEEXISTS would
+        // mean a write was run twice, any other code that it was lost.
+        for (i, (err, _)) in answers.iter().enumerate() {
+            assert_eq!(
+                *err,
+                0,
+                "write {i} through server {sid} answered {err}\n{}",
+                ens.report()
+            );
+        }
+        let times: Vec<_> = answers.iter().map(|(_, at)| *at).collect();
+        let gap = times
+            .windows(2)
+            .filter(|w| w[1] > killed_at)
+            .map(|w| w[1].duration_since(w[0].max(killed_at)))
+            .max()
+            .unwrap_or_default();
+        eprintln!("server {sid}: longest wait for a write after the leader's kill: {gap:?}");
+        acked.extend((0..400).map(|i| format!("s{sid}-{i:05}")));
+    }
+    ens.restart(leader);
+    ens.wait_settled(SETTLE);
+    acked.sort();
+    acked.dedup();
+    assert_converged(&ens, &sids, "/t", &acked, SETTLE);
+}

@@ -8,6 +8,7 @@
 mod following;
 mod leading;
 mod roles;
+mod waiters;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -10,18 +10,20 @@
 //! CommitProcessor does) and from SYNC for syncs. Session touches travel in
 //! the PING replies; expiry is the leader's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use glommio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::roles::{Io, Role};
+use super::waiters::{Proposed, SyncWait, Waiters, Waiting};
 use super::Pipeline;
 use crate::limits::quorum as qlimits;
 use crate::proto::jute::Reader;
-use crate::proto::{ErrorCode, Id, Request, SessionId, Zxid};
+use crate::proto::{ErrorCode, Id, Request, SessionId};
 use crate::replica::events::QuorumEvent;
 use crate::replica::link::{self, LinkId, LinkOut};
 use crate::replica::status::Mode;
@@ -31,8 +33,8 @@ use crate::server::messages::{
     CloseReason, ConnectMsg, ConnectOutcome, ConnectReply, ToPipeline, WriteMsg, WriteOutcome,
     WriteReply,
 };
-use crate::session::{ConnRef, SessionTable};
-use crate::tree::{DataTree, TreeEvent, TxnHeader, TxnOp, TxnResult};
+use crate::session::{ConnRef, Passwords, SessionTable};
+use crate::tree::{TxnHeader, TxnOp, TxnResult};
 use crate::zab::election::Sid;
 use crate::zab::leader::LearnerKind;
 use crate::zab::learner::{Action, Input, Learner, Packet, Timing};
@@ -46,32 +48,6 @@ use crate::zab::txn_wire::decode_txn_op;
 const OP_SYNC: i32 = 9;
 const OP_RECONFIG: i32 = 16;
 const OP_CREATE_SESSION: i32 = -10;
-const OP_CLOSE_SESSION: i32 = -11;
-
-/// A logged txn not yet published.
-struct Proposed {
-    header: TxnHeader,
-    version: DataTree,
-    events: Vec<(Zxid, TreeEvent)>,
-    result: TxnResult,
-    /// For a closeSession: the connection that held the session here.
-    closed_owner: Option<ConnRef>,
-}
-
-/// A forwarded write waiting for its commit.
-struct Waiting {
-    conn: ConnRef,
-    xid: i32,
-    op: i32,
-}
-
-/// A forwarded sync: waiting for SYNC, then for the commits before it.
-struct SyncWait {
-    conn: ConnRef,
-    xid: i32,
-    path: String,
-    release_zxid: i64,
-}
 
 pub(super) struct Following {
     leader: Sid,
@@ -80,20 +56,12 @@ pub(super) struct Following {
     link: Option<Rc<LinkOut>>,
     core: Option<Learner>,
     pub serving: bool,
-    proposed: VecDeque<Proposed>,
     /// Proposals to append as the next group commit.
     pub log_batch: Vec<(TxnHeader, TxnOp)>,
     /// The snapshot after a SNAP packet, until the core loads it.
     snapshot: Option<LoadedSnap>,
-    pending: HashMap<SessionId, VecDeque<Waiting>>,
-    pending_count: usize,
-    /// New sessions waiting for their createSession commit.
-    connects: HashMap<SessionId, ConnRef>,
-    /// Resumed sessions waiting for the leader's REVALIDATE answer
-    /// (session, connection, timeout), in the order asked.
-    revalidating: VecDeque<(SessionId, ConnRef, i32)>,
-    syncs: VecDeque<SyncWait>,
-    released: VecDeque<SyncWait>,
+    /// What this server's clients wait for (carried over a lost leader).
+    pub w: Waiters,
     last_commit_seen: i64,
     touched: HashSet<SessionId>,
     last_ping_zxid: i64,
@@ -102,9 +70,7 @@ pub(super) struct Following {
 impl Following {
     /// Whether another forwarded request fits (`LEARNER_FORWARDED_MAX`).
     pub fn has_room(&self) -> bool {
-        let waiting =
-            self.pending_count + self.syncs.len() + self.connects.len() + self.revalidating.len();
-        waiting < qlimits::LEARNER_FORWARDED_MAX
+        self.w.count() < qlimits::LEARNER_FORWARDED_MAX
     }
 
     pub fn link_id(&self) -> Option<LinkId> {
@@ -117,24 +83,10 @@ impl Following {
         }
     }
 
-    /// Leaving the leader: every forwarded request's outcome is unknown.
-    pub fn abandon(self, batch: &mut Batch) {
+    /// Leaving the leader: what the clients wait for goes to the next role.
+    pub fn into_waiters(self) -> Waiters {
         self.close();
-        let lost = |batch: &mut Batch, conn: ConnRef| {
-            batch.closes[conn.shard].push((conn.conn_id, CloseReason::LeaderLost))
-        };
-        for waiting in self.pending.into_values().flatten() {
-            lost(batch, waiting.conn);
-        }
-        for conn in self.connects.into_values() {
-            lost(batch, conn);
-        }
-        for (_, conn, _) in self.revalidating {
-            lost(batch, conn);
-        }
-        for sync in self.syncs.into_iter().chain(self.released) {
-            lost(batch, sync.conn);
-        }
+        self.w
     }
 }
 
@@ -172,6 +124,7 @@ impl Pipeline {
             .get(&leader)
             .map(|m| m.quorum_socket_addr());
         let events = zab.events.clone();
+        let carried = zab.carried.take().unwrap_or_default();
         zab.role = Role::Following(Box::new(Following {
             leader,
             kind,
@@ -179,15 +132,9 @@ impl Pipeline {
             link: None,
             core: None,
             serving: false,
-            proposed: VecDeque::new(),
             log_batch: Vec::new(),
             snapshot: None,
-            pending: HashMap::new(),
-            pending_count: 0,
-            connects: HashMap::new(),
-            revalidating: VecDeque::new(),
-            syncs: VecDeque::new(),
-            released: VecDeque::new(),
+            w: carried,
             last_commit_seen: 0,
             touched: HashSet::new(),
             last_ping_zxid: 0,
@@ -390,7 +337,7 @@ impl Pipeline {
                 Action::Truncate { zxid } => {
                     info!("TRUNC from the leader: cutting the log after 0x{zxid:x}");
                     let result = self.reset_log(Reset::TruncateAfter(zxid), io).await;
-                    if let Err(e) = self.install_state(result, io).await {
+                    if let Err(e) = self.install_state(result, Some(zxid), io).await {
                         return self
                             .leave_leader(&format!("truncation failed: {e}"), io)
                             .await;
@@ -410,7 +357,7 @@ impl Pipeline {
                         sessions,
                     }));
                     let result = self.reset_log(reset, io).await;
-                    if let Err(e) = self.install_state(result, io).await {
+                    if let Err(e) = self.install_state(result, None, io).await {
                         return self
                             .leave_leader(&format!("installing the snapshot failed: {e}"), io)
                             .await;
@@ -444,6 +391,7 @@ impl Pipeline {
             f.serving = true;
             (f.kind, f.leader)
         };
+        self.resend_waiting();
         let current = self.zab_mut().epochs.current;
         self.zab_mut().elector.update_epoch(current);
         let mode = match kind {
@@ -463,13 +411,19 @@ impl Pipeline {
     async fn install_state(
         &mut self,
         result: Result<ResetDone, String>,
+        kept_upto: Option<i64>,
         io: &Io<'_>,
     ) -> Result<(), String> {
         let state = result?;
+        let passwords = if self.cfg.zookeeper_session_passwords {
+            Passwords::ZooKeeper
+        } else {
+            Passwords::Keyed([0; 16])
+        };
         let mut sessions = SessionTable::with_passwords(
             self.cfg.my_id.unwrap_or(0) as u8,
             super::unix_ms() as u64,
-            crate::session::Passwords::ZooKeeper,
+            passwords,
         );
         let now = self.now_ms();
         for (id, timeout_ms) in state.sessions.iter() {
@@ -480,18 +434,29 @@ impl Pipeline {
         self.tree = state.tree;
         self.set_config_node();
         self.refresh_passwords();
-        self.following().proposed.clear();
-        if self.tree.last_zxid() > self.published.last_zxid() {
+        let mut batch = Batch::new(io.outbox.len(), io.bounds);
+        self.settle_logged(kept_upto, &mut batch);
+        if self.tree.last_zxid() > self.published.last_zxid() || !batch.is_empty() {
             let version = self.tree.clone();
-            self.publish(
-                Batch::new(io.outbox.len(), io.bounds),
-                version,
-                None,
-                io.outbox,
-            )
-            .await;
+            self.publish(batch, version, None, io.outbox).await;
         }
         Ok(())
+    }
+
+    /// After a TRUNC to `kept_upto`, the logged txns up to it are committed
+    /// (the leader's history): their clients are answered; those above were
+    /// cut and their requests are asked again once synced. After a SNAP
+    /// (None) nothing says which were committed: their clients are closed.
+    fn settle_logged(&mut self, kept_upto: Option<i64>, batch: &mut Batch) {
+        let proposed = std::mem::take(&mut self.following().w.proposed);
+        let Some(upto) = kept_upto else {
+            self.following().w.close_clients(batch);
+            return;
+        };
+        for p in proposed.into_iter().take_while(|p| p.header.zxid <= upto) {
+            batch.events.extend(p.events);
+            self.answer_local(&p.header, p.result, p.closed_owner, batch);
+        }
     }
 
     /// Logs a proposal: applied to the working tree now, published on COMMIT.
@@ -502,7 +467,12 @@ impl Pipeline {
         let mut closed_owner = None;
         match &op {
             TxnOp::CreateSession { timeout_ms } => {
-                let owner = self.following().connects.get(&header.session_id).copied();
+                let owner = self
+                    .following()
+                    .w
+                    .connects
+                    .get(&header.session_id)
+                    .map(|c| c.0);
                 self.sessions
                     .insert(header.session_id, *timeout_ms, owner, now);
             }
@@ -522,7 +492,7 @@ impl Pipeline {
         let version = self.tree.clone();
         let f = self.following();
         f.log_batch.push((header, op));
-        f.proposed.push_back(Proposed {
+        f.w.proposed.push_back(Proposed {
             header,
             version,
             events: events.into_iter().map(|e| (zxid, e)).collect(),
@@ -538,10 +508,10 @@ impl Pipeline {
         let mut version = None;
         loop {
             let f = self.following();
-            if f.proposed.front().is_none_or(|p| p.header.zxid > zxid) {
+            if f.w.proposed.front().is_none_or(|p| p.header.zxid > zxid) {
                 break;
             }
-            let p = f.proposed.pop_front().expect("not empty");
+            let p = f.w.proposed.pop_front().expect("not empty");
             batch.events.extend(p.events);
             self.answer_local(&p.header, p.result, p.closed_owner, &mut batch);
             version = Some(p.version);
@@ -564,64 +534,23 @@ impl Pipeline {
         closed_owner: Option<ConnRef>,
         batch: &mut Batch,
     ) {
-        let id = header.session_id;
-        let f = self.following();
-        if matches!(result, TxnResult::Session) {
-            if let Some(conn) = f.connects.remove(&id) {
-                let timeout_ms = self.sessions.get(id).map_or(0, |s| s.timeout_ms);
-                batch.connects[conn.shard].push(ConnectReply {
-                    conn_id: conn.conn_id,
-                    outcome: ConnectOutcome::Granted {
-                        session_id: id,
-                        timeout_ms,
-                        password: self.sessions.password(id),
-                    },
-                });
-                return;
-            }
-        }
-        let f = self.following();
-        let mine = f
-            .pending
-            .get(&id)
-            .and_then(|q| q.front())
-            .is_some_and(|w| w.xid == header.cxid);
-        if !mine {
-            // A session the leader closed (expiry) whose client is here.
-            if let Some(conn) = closed_owner {
-                batch.closes[conn.shard].push((conn.conn_id, CloseReason::SessionExpired));
-            }
+        let zab = self.zab.as_mut().expect("an ensemble member");
+        let Role::Following(f) = &mut zab.role else {
             return;
-        }
-        let queue = f.pending.get_mut(&id).expect("checked");
-        let waiting = queue.pop_front().expect("checked");
-        if queue.is_empty() {
-            f.pending.remove(&id);
-        }
-        f.pending_count -= 1;
-        let outcome = match result {
-            TxnResult::Error(code) => WriteOutcome::Error(code),
-            _ if waiting.op == OP_CLOSE_SESSION => WriteOutcome::SessionClosed,
-            other => WriteOutcome::Txn(other),
         };
-        batch.replies[waiting.conn.shard].push(WriteReply {
-            conn_id: waiting.conn.conn_id,
-            xid: waiting.xid,
-            zxid: header.zxid,
-            outcome,
-        });
+        f.w.answer(header, result, closed_owner, &self.sessions, batch);
     }
 
     /// SYNC from the leader: the oldest forwarded sync may be answered once
     /// every commit received before it is published.
     async fn on_sync_reply(&mut self, io: &Io<'_>) {
         let f = self.following();
-        let Some(mut sync) = f.syncs.pop_front() else {
+        let Some(mut sync) = f.w.syncs.pop_front() else {
             warn!("SYNC from the leader with no sync waiting");
             return;
         };
         sync.release_zxid = f.last_commit_seen;
-        f.released.push_back(sync);
+        f.w.released.push_back(sync);
         let published = self.published.last_zxid();
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
         self.release_learner_syncs(published, &mut batch);
@@ -634,11 +563,12 @@ impl Pipeline {
     fn release_learner_syncs(&mut self, published_zxid: i64, batch: &mut Batch) {
         let f = self.following();
         while f
+            .w
             .released
             .front()
             .is_some_and(|s| s.release_zxid <= published_zxid)
         {
-            let sync = f.released.pop_front().expect("not empty");
+            let sync = f.w.released.pop_front().expect("not empty");
             batch.requests += 1;
             batch.replies[sync.conn.shard].push(WriteReply {
                 conn_id: sync.conn.conn_id,
@@ -743,28 +673,28 @@ impl Pipeline {
                 Ok(Request::Sync { path }) => path.to_string(),
                 _ => "/".to_string(),
             };
-            f.syncs.push_back(SyncWait {
+            f.w.syncs.push_back(SyncWait {
                 conn: w.conn,
+                session_id: w.session_id,
                 xid: w.xid,
                 path,
+                body: w.body.clone(),
                 release_zxid: 0,
             });
         } else {
-            f.pending
+            f.w.pending
                 .entry(w.session_id)
                 .or_default()
                 .push_back(Waiting {
                     conn: w.conn,
                     xid: w.xid,
                     op: w.op,
+                    body: w.body.clone(),
+                    auth: w.auth.clone(),
                 });
-            f.pending_count += 1;
+            f.w.pending_count += 1;
         }
-        let mut ids = w.auth.ids.clone();
-        if w.auth.is_super {
-            ids.push(Id::new("super", ""));
-        }
-        self.send_request(w.session_id, w.xid, w.op, &w.body, Some(ids));
+        self.send_request(w.session_id, w.xid, w.op, &w.body, Some(auth_ids(&w.auth)));
     }
 
     fn learner_connect(&mut self, c: ConnectMsg, batch: &mut Batch) {
@@ -776,7 +706,7 @@ impl Pipeline {
             } else {
                 let id = self.sessions.allocate_id();
                 let timeout_ms = self.cfg.negotiate_timeout_ms(c.timeout_ms);
-                self.following().connects.insert(id, c.conn);
+                self.following().w.connects.insert(id, (c.conn, timeout_ms));
                 let body = timeout_ms.to_be_bytes();
                 self.send_request(id, 0, OP_CREATE_SESSION, &body, None);
                 return;
@@ -792,6 +722,7 @@ impl Pipeline {
                     // (`Learner.validateSession`); the handshake waits for that.
                     let id = c.session_id;
                     self.following()
+                        .w
                         .revalidating
                         .push_back((id, c.conn, timeout_ms));
                     let mut body = id.to_be_bytes().to_vec();
@@ -839,6 +770,43 @@ impl Pipeline {
         }
     }
 
+    /// Synced with a new leader: what the previous one never committed is
+    /// asked of this one, in each session's order (see `waiters`).
+    fn resend_waiting(&mut self) {
+        let w = &mut self.following().w;
+        let mut writes: Vec<(SessionId, i32, i32, Bytes, Vec<Id>)> = Vec::new();
+        for (&id, queue) in &w.pending {
+            for waiting in queue {
+                let ids = auth_ids(&waiting.auth);
+                writes.push((id, waiting.xid, waiting.op, waiting.body.clone(), ids));
+            }
+        }
+        let connects: Vec<(SessionId, i32)> =
+            w.connects.iter().map(|(&id, &(_, t))| (id, t)).collect();
+        let revalidating: Vec<(SessionId, i32)> =
+            w.revalidating.iter().map(|&(id, _, t)| (id, t)).collect();
+        let syncs = w.syncs_to_resend();
+        let resent = writes.len() + connects.len() + revalidating.len() + syncs.len();
+        if resent > 0 {
+            info!("asking the new leader again for {resent} forwarded requests the old one did not commit");
+        }
+        for (id, timeout_ms) in connects {
+            self.send_request(id, 0, OP_CREATE_SESSION, &timeout_ms.to_be_bytes(), None);
+        }
+        for (id, timeout_ms) in revalidating {
+            let mut body = id.to_be_bytes().to_vec();
+            body.extend_from_slice(&timeout_ms.to_be_bytes());
+            self.send_packet(QuorumPacket::with_data(qw::REVALIDATE, -1, body));
+        }
+        for (id, xid, op, body, ids) in writes {
+            self.send_request(id, xid, op, &body, Some(ids));
+        }
+        for sync in syncs {
+            self.send_request(sync.session_id, sync.xid, OP_SYNC, &sync.body, None);
+            self.following().w.syncs.push_back(sync);
+        }
+    }
+
     /// REVALIDATE's answer `{long sessionId, bool valid}`: the held handshake
     /// of that session is granted, or told its session expired.
     async fn on_revalidated(&mut self, data: Option<&[u8]>, io: &Io<'_>) {
@@ -847,10 +815,10 @@ impl Pipeline {
             return self.leave_leader("bad REVALIDATE answer", io).await;
         };
         let f = self.following();
-        let Some(at) = f.revalidating.iter().position(|(s, _, _)| *s == id) else {
+        let Some(at) = f.w.revalidating.iter().position(|(s, _, _)| *s == id) else {
             return;
         };
-        let (_, conn, timeout_ms) = f.revalidating.remove(at).expect("found");
+        let (_, conn, timeout_ms) = f.w.revalidating.remove(at).expect("found");
         let outcome = if valid {
             ConnectOutcome::Granted {
                 session_id: id,
@@ -869,6 +837,16 @@ impl Pipeline {
         let version = self.published.clone();
         self.publish(batch, version, None, io.outbox).await;
     }
+}
+
+/// The ids a REQUEST carries for the leader's ACL checks (`super` for a
+/// super user, as ZooKeeper's `AuthenticationProvider` names it).
+fn auth_ids(auth: &crate::tree::acl::AuthInfo) -> Vec<Id> {
+    let mut ids = auth.ids.clone();
+    if auth.is_super {
+        ids.push(Id::new("super", ""));
+    }
+    ids
 }
 
 fn role_name(kind: LearnerKind) -> &'static str {

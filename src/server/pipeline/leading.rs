@@ -26,7 +26,9 @@ use crate::replica::link::{self, LinkId, LinkOut};
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
 use crate::server::inbox::Inbox;
-use crate::server::messages::{CommitTiming, WriteOutcome};
+use crate::server::messages::{
+    CommitTiming, ConnectOutcome, ConnectReply, ToPipeline, WriteOutcome, WriteReply,
+};
 use crate::tree::acl::digest;
 use crate::tree::acl::AuthInfo;
 use crate::tree::{CreateKind, CreateReq, WriteReq};
@@ -319,6 +321,10 @@ impl Pipeline {
         if outstanding + 1 >= qlimits::OUTSTANDING_PROPOSALS_MAX {
             return false;
         }
+        if let Some(write) = self.zab_mut().replay.pop_front() {
+            self.handle(ToPipeline::Write(write), batch);
+            return true;
+        }
         if let Some(forwarded) = self.zab_mut().forwarded.pop_front() {
             self.handle_forwarded(forwarded, batch);
             return true;
@@ -510,6 +516,7 @@ impl Pipeline {
         self.next_zxid = qw::make_zxid(epoch, 1);
         let now = self.now_ms();
         self.sessions.touch_all(now);
+        self.settle_carried(io).await;
         if self.lacks_password_key() {
             self.create_password_key(io).await;
         }
@@ -520,6 +527,79 @@ impl Pipeline {
             "LEADING: epoch {epoch} established, serving from zxid 0x{:x}",
             self.tree.last_zxid()
         );
+    }
+
+    /// A learner that became the leader: the txns it had logged for its
+    /// clients are committed now (its log is the new epoch's history), and
+    /// their answers go out with the version that holds them, events first.
+    fn answer_carried_logged(&mut self, batch: &mut Batch) {
+        let zab = self.zab.as_mut().expect("an ensemble member");
+        let Some(w) = zab.carried.as_mut() else {
+            return;
+        };
+        for p in std::mem::take(&mut w.proposed) {
+            batch.events.extend(p.events);
+            w.answer(&p.header, p.result, p.closed_owner, &self.sessions, batch);
+        }
+    }
+
+    /// At activation, what its clients still waited for as a learner: writes
+    /// it never logged run as its own clients' (no leader committed them);
+    /// resumed sessions are answered from its table, syncs at once (all is
+    /// committed), and new sessions in doubt are closed (their client
+    /// simply connects again).
+    async fn settle_carried(&mut self, io: &Io<'_>) {
+        let Some(mut w) = self.zab_mut().carried.take() else {
+            return;
+        };
+        let mut batch = Batch::new(io.outbox.len(), io.bounds);
+        for p in std::mem::take(&mut w.proposed) {
+            batch.events.extend(p.events);
+            w.answer(
+                &p.header,
+                p.result,
+                p.closed_owner,
+                &self.sessions,
+                &mut batch,
+            );
+        }
+        let replay = w.take_writes();
+        let now = self.now_ms();
+        for (id, conn, timeout_ms) in std::mem::take(&mut w.revalidating) {
+            let outcome = if self.sessions.touch(id, now) {
+                self.own_session_here(id);
+                ConnectOutcome::Granted {
+                    session_id: id,
+                    timeout_ms,
+                    password: self.sessions.password(id),
+                }
+            } else {
+                ConnectOutcome::Expired
+            };
+            batch.connects[conn.shard].push(ConnectReply {
+                conn_id: conn.conn_id,
+                outcome,
+            });
+        }
+        let zxid = self.published.last_zxid();
+        for sync in w.syncs_to_resend() {
+            batch.replies[sync.conn.shard].push(WriteReply {
+                conn_id: sync.conn.conn_id,
+                xid: sync.xid,
+                zxid,
+                outcome: WriteOutcome::Sync(sync.path),
+            });
+        }
+        w.close_clients(&mut batch);
+        if !replay.is_empty() {
+            info!(
+                "running {} requests of this server's clients that no leader committed",
+                replay.len()
+            );
+        }
+        self.zab_mut().replay.extend(replay);
+        let version = self.published.clone();
+        self.publish(batch, version, None, io.outbox).await;
     }
 
     /// The first leader of a Ferrokeeper ensemble writes its password key
@@ -640,14 +720,10 @@ impl Pipeline {
         // The history a new leader inherited: committed by NEWLEADER's quorum.
         let inherited = self.committing.is_empty() && self.in_flight.is_empty();
         if inherited && self.published.last_zxid() < zxid && self.tree.last_zxid() == zxid {
+            let mut batch = Batch::new(io.outbox.len(), io.bounds);
+            self.answer_carried_logged(&mut batch);
             let version = self.tree.clone();
-            self.publish(
-                Batch::new(io.outbox.len(), io.bounds),
-                version,
-                None,
-                io.outbox,
-            )
-            .await;
+            self.publish(batch, version, None, io.outbox).await;
         }
         if self.is_leading() {
             self.release_syncs();

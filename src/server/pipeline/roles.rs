@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use super::following::Following;
 use super::leading::Leading;
+use super::waiters::Waiters;
 use super::Pipeline;
 use crate::limits::quorum as qlimits;
 use crate::proto::SessionId;
@@ -88,6 +89,12 @@ pub(super) struct Zab {
     pub last_tick_ms: u64,
     /// Leader: REQUESTs from learners, taken into batches like shard messages.
     pub forwarded: VecDeque<Forwarded>,
+    /// What a lost leader's learner clients still wait for (see `waiters`),
+    /// until the next role settles it.
+    pub carried: Option<Waiters>,
+    /// Leader: its clients' writes carried from its time as a learner, run
+    /// before anything else once it is active.
+    pub replay: VecDeque<crate::server::messages::WriteMsg>,
     /// Quorum-port connections accepted while LOOKING: a learner may have
     /// heard the decision first; its link is adopted if we lead.
     pub early_links: Vec<glommio::net::TcpStream>,
@@ -107,6 +114,8 @@ impl Zab {
             last_tick_ms: 0,
             forwarded: VecDeque::new(),
             early_links: Vec::new(),
+            carried: None,
+            replay: VecDeque::new(),
         }
     }
 
@@ -351,8 +360,18 @@ impl Pipeline {
         self.stats.replica.set_mode(Mode::Looking, None);
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
         match role {
-            Role::Leading(leading) => leading.close_all(),
-            Role::Following(following) => following.abandon(&mut batch),
+            Role::Leading(leading) => {
+                leading.close_all();
+                let zab = self.zab_mut();
+                let replay = std::mem::take(&mut zab.replay);
+                let carried = zab.carried.get_or_insert_with(Waiters::default);
+                replay.into_iter().for_each(|w| carried.push_unsent(w));
+            }
+            Role::Following(following) => {
+                let zab = self.zab_mut();
+                debug_assert!(zab.carried.is_none(), "a follower takes what it carries");
+                zab.carried = Some(following.into_waiters());
+            }
             Role::Looking => {}
         }
         self.zab_mut().forwarded.clear();
