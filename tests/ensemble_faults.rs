@@ -536,3 +536,50 @@ fn clients_of_a_surviving_server_keep_their_connection_when_the_leader_dies() {
     acked.dedup();
     assert_converged(&ens, &sids, "/t", &acked, SETTLE);
 }
+
+#[test]
+fn concurrent_writers_through_followers_at_the_default_tick_never_stall_the_leader() {
+    // tickTime 2000: a leader whose pipeline stalled would lose its learners only after
+    // syncLimit (10 s), so a stall shows as a long run and a step-down in the logs.
+    let ens = Ensemble::start(3, 0, &[]);
+    let sids = all(&ens);
+    ensure_node(&ens, &sids, "/t");
+    let leader = ens.wait_for_leader(SETTLE);
+    let addrs: Vec<_> = followers(&ens, leader)
+        .iter()
+        .map(|&s| ens.client_addr(s))
+        .collect();
+    let started = std::time::Instant::now();
+    let writers: Vec<_> = (0..16)
+        .map(|i| one_connection_writer(addrs[i % addrs.len()], format!("c{i}"), 150))
+        .collect();
+    let mut acked = Vec::new();
+    for (i, writer) in writers.into_iter().enumerate() {
+        let answers = writer
+            .join()
+            .unwrap_or_else(|_| panic!("writer {i}\n{}", ens.report()));
+        assert!(
+            answers.iter().all(|(err, _)| *err == 0),
+            "writer {i}: {answers:?}"
+        );
+        acked.extend((0..150).map(|n| format!("c{i}-{n:05}")));
+    }
+    let took = started.elapsed();
+    for sid in ens.sids() {
+        let log = ens.log_tail(sid, 100_000);
+        for sign in ["stepped down", "left the leader", "dropped: Silent"] {
+            assert!(
+                !log.contains(sign),
+                "server {sid} logged {sign:?}\n{}",
+                ens.report()
+            );
+        }
+    }
+    assert!(
+        took < Duration::from_secs(8),
+        "2,400 writes took {took:?}\n{}",
+        ens.report()
+    );
+    acked.sort();
+    assert_converged(&ens, &sids, "/t", &acked, SETTLE);
+}

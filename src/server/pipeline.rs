@@ -164,10 +164,13 @@ impl Pipeline {
             // Wait unless a completion is ready, or there is work and room for
             // another batch. (Never loop without awaiting: the forwarders that
             // deliver completions run on this executor.)
+            // Requests are the shards' messages and a leader's forwarded and
+            // replayed writes alike: with no room to take them, the loop must
+            // wait (which lets the tasks that deliver completions and packets run).
             let window_full = self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX;
-            let idle =
-                queue.is_empty() || window_full || !self.takes_requests() || self.at_a_bound();
-            if !queue.has_log_done() && idle && !self.zab_has_events() {
+            let no_requests = queue.is_empty() && !self.has_queued_requests();
+            let idle = no_requests || window_full || !self.takes_requests() || self.at_a_bound();
+            if !queue.has_log_done() && idle && !self.has_quorum_events() {
                 let wait = self.wait_interval();
                 let bells = futures_lite::future::or(queue.bell.wait(), self.zab_bell());
                 futures_lite::future::or(bells, async {

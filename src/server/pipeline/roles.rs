@@ -209,10 +209,17 @@ impl Pipeline {
         }
     }
 
-    pub(super) fn zab_has_events(&self) -> bool {
-        self.zab.as_ref().is_some_and(|z| {
-            !z.events.is_empty() || (!z.forwarded.is_empty() && self.takes_requests())
-        })
+    /// Packets, link ends and connections waiting for the pipeline.
+    pub(super) fn has_quorum_events(&self) -> bool {
+        self.zab.as_ref().is_some_and(|z| !z.events.is_empty())
+    }
+
+    /// A leader's requests besides the shards': learners' REQUESTs and its
+    /// clients' writes carried from its time as a learner.
+    pub(super) fn has_queued_requests(&self) -> bool {
+        self.zab
+            .as_ref()
+            .is_some_and(|z| !z.forwarded.is_empty() || !z.replay.is_empty())
     }
 
     /// Whether a bound stops this server from taking requests now (the
