@@ -146,7 +146,10 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed and call.when in ("setup", "call"):
         for server in RUNNING_SERVERS:
-            state = "running" if server.alive() else f"exited ({server.proc.returncode})"
+            if isinstance(server, Ensemble):
+                state = server.state()
+            else:
+                state = "running" if server.alive() else f"exited ({server.proc.returncode})"
             report.sections.append(
                 (f"{server.kind} server log tail ({state}, {server.log_path})", server.log_tail(40))
             )

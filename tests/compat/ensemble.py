@@ -51,6 +51,22 @@ class Ensemble:
     def four_letter(self, word: str) -> str:
         return self.members[0].four_letter(word)
 
+    @property
+    def log_path(self) -> str:
+        return ", ".join(str(m.log_path) for m in self.members)
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def state(self) -> str:
+        """'running', or which members exited with which code."""
+        gone = [
+            f"member {i} exited ({m.proc.returncode if m.proc else None})"
+            for i, m in enumerate(self.members, 1)
+            if not m.alive()
+        ]
+        return ", ".join(gone) or "running"
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(
             f"--- member {i} ---\n{m.log_tail(lines)}" for i, m in enumerate(self.members, 1)

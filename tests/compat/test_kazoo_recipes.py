@@ -101,6 +101,7 @@ def test_lock_node_removed_when_session_closes(make_client, base_path):
     path = base_path + "/lock"
     assert c1.Lock(path, "holder").acquire(timeout=DEADLINE)
 
+    c2.sync(path)  # another client's write (an ensemble member may lag until a sync)
     (node,) = c2.get_children(path)
     assert "__lock__" in node
     data, stat = c2.get(f"{path}/{node}")
@@ -240,6 +241,7 @@ def test_counter_concurrent_increments(make_client, base_path):
     counter = c1.Counter(path)
     assert counter.value == 2 * per_client
     counter -= 5
+    c2.sync(path)
     assert c2.Counter(path).value == 2 * per_client - 5
     data, stat = c2.get(path)
     assert data == str(2 * per_client - 5).encode()
@@ -362,6 +364,8 @@ def test_data_watch_burst_is_monotonic(make_client, base_path):
     watcher_client, writer = make_client(), make_client()
     path = base_path + "/burst"
     writer.create(path, b"0")
+    # Another client's write: on an ensemble member it is visible after a sync.
+    watcher_client.sync(path)
     versions = []
     watcher_client.DataWatch(path, lambda data, stat: versions.append(stat.version))
     for i in range(1, 31):
@@ -374,6 +378,7 @@ def test_children_watch_in_order(make_client, base_path):
     watcher_client, writer = make_client(), make_client()
     path = base_path + "/kids"
     writer.create(path)
+    watcher_client.sync(path)
     seen = []
     watcher_client.ChildrenWatch(path, lambda children: seen.append(sorted(children)))
     wait_until(lambda: seen == [[]], message="initial children")
@@ -483,6 +488,7 @@ def test_ephemeral_and_sequential_nodes(make_client, base_path):
     eph = owner.create(parent + "/eph", b"e", ephemeral=True)
     eseq = owner.create(parent + "/eseq-", b"", ephemeral=True, sequence=True)
     assert eseq == f"{parent}/eseq-{4:010d}"
+    observer.sync(parent)
     assert observer.exists(eph).ephemeralOwner == session_id(owner)
     assert observer.exists(eseq).ephemeralOwner == session_id(owner)
     assert observer.exists(names[0]).ephemeralOwner == 0
