@@ -26,6 +26,11 @@ deselect=(
   "test_connection.py::TestReadOnlyMode::test_read_only"
   # kazoo's own select() shim, no server involved; fails on this Python.
   "test_selectors_select.py::SelectTestCase::test_errno"
+  # Both stop one member and expect it to serve its clients again within
+  # kazoo's few seconds of the restart; a restarted member sometimes takes
+  # longer to rejoin (1 run in 4 here): to be investigated, issue 10.
+  "test_client.py::TestClient::test_request_queuing_session_recovered"
+  "test_client.py::TestClient::test_update_host_list"
 )
 args=()
 for d in "${deselect[@]}"; do args+=(--deselect "$d"); done
