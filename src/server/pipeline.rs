@@ -333,6 +333,7 @@ impl Pipeline {
                 self.sessions.begin_close(session_id);
                 self.commit_txn(header, TxnOp::CloseSession, batch);
                 self.sessions.remove(session_id);
+                self.forget_owner(session_id);
                 WriteOutcome::SessionClosed
             }
             other => {
@@ -429,6 +430,7 @@ impl Pipeline {
             let header = self.header(session.id, 0);
             self.commit_txn(header, TxnOp::CloseSession, batch);
             self.sessions.remove(session.id);
+            self.forget_owner(session.id);
             if let Some(ConnRef { shard, conn_id }) = session.owner {
                 batch.closes[shard].push((conn_id, CloseReason::SessionExpired));
             }

@@ -16,6 +16,7 @@
 //! Each buffer/string length is checked on read against
 //! `jute.maxbuffer + zookeeper.jute.maxbuffer.extrasize` (`BinaryInputArchive.checkLength`).
 
+use super::txn_wire::check_len;
 use super::WireError;
 pub use crate::limits::quorum::{QUORUM_AUTHINFO_IDS_MAX, QUORUM_BUFFER_BYTES_MAX};
 use crate::proto::jute::{put_buffer, put_i32, put_i64, put_str, Reader};
@@ -180,17 +181,6 @@ fn check_encodable(p: &QuorumPacket) -> Result<(), WireError> {
             check_len("authinfo scheme", id.scheme.len(), QUORUM_BUFFER_BYTES_MAX)?;
             check_len("authinfo id", id.id.len(), QUORUM_BUFFER_BYTES_MAX)?;
         }
-    }
-    Ok(())
-}
-
-fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), WireError> {
-    if len > max {
-        return Err(WireError::BadLength {
-            what,
-            len: i64::try_from(len).unwrap_or(i64::MAX),
-            max,
-        });
     }
     Ok(())
 }

@@ -366,7 +366,7 @@ impl Pipeline {
                 self.sessions.begin_close(f.session_id);
                 self.commit_txn(header, TxnOp::CloseSession, batch);
                 self.sessions.remove(f.session_id);
-                self.leading().owners.remove(&f.session_id);
+                self.forget_owner(f.session_id);
             }
             _ if !self.sessions.is_live(f.session_id) => {
                 self.commit_txn(header, TxnOp::Error(ErrorCode::SessionExpired), batch);
@@ -397,6 +397,14 @@ impl Pipeline {
             .owners
             .get(&session_id)
             .is_some_and(|&owner| owner != at)
+    }
+
+    /// A closed or expired session's owner is forgotten, so the map stays
+    /// bounded by the live sessions (`SESSIONS_MAX`).
+    pub(super) fn forget_owner(&mut self, session_id: SessionId) {
+        if self.is_leading() {
+            self.leading().owners.remove(&session_id);
+        }
     }
 
     /// This leader's own client created or resumed the session.
