@@ -14,7 +14,8 @@ export REAL_JAVA="$(command -v java)"
 export PATH="$here:$PATH"
 export ZOOKEEPER_PATH=/usr/share/java
 export ZOOKEEPER_CLASSPATH="/usr/share/java/zookeeper.jar:/usr/share/java/*"
-export ZOOKEEPER_VERSION=3.8.0
+# The ZooKeeper version Ferrokeeper answers as (envi, srvr); kazoo checks it.
+export ZOOKEEPER_VERSION=3.9.2
 export ZOOKEEPER_CLUSTER_SIZE=3
 # Known failures, each with its reason (see the README's compatibility notes):
 deselect=(
