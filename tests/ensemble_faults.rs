@@ -19,6 +19,8 @@ use common::raw::{create_body, multi_body, Acl, MultiOp};
 const FAST: &[(&str, &str)] = &[("tickTime", "200")];
 const SETTLE: Duration = Duration::from_secs(30);
 const WRITES: Duration = Duration::from_secs(60);
+/// Longest a client of a surviving server may wait for a write when the leader dies.
+const FAILOVER_MAX: Duration = Duration::from_millis(200);
 
 fn all(ens: &Ensemble) -> Vec<usize> {
     ens.sids().collect()
@@ -484,7 +486,7 @@ fn one_connection_writer(
 
 #[test]
 fn clients_of_a_surviving_server_keep_their_connection_when_the_leader_dies() {
-    let mut ens = Ensemble::start(3, 0, FAST);
+    let mut ens = Ensemble::start(3, 0, &[]);
     let sids = all(&ens);
     ensure_node(&ens, &sids, "/t");
     let leader = ens.wait_for_leader(SETTLE);
@@ -528,6 +530,13 @@ fn clients_of_a_surviving_server_keep_their_connection_when_the_leader_dies() {
             .max()
             .unwrap_or_default();
         eprintln!("server {sid}: longest wait for a write after the leader's kill: {gap:?}");
+        // Issue 10's target at the default tickTime; ZooKeeper's finalize wait alone is
+        // 200 ms, and measured here it is 10-40 ms.
+        assert!(
+            gap < FAILOVER_MAX,
+            "server {sid}: a write waited {gap:?} after the leader's kill\n{}",
+            ens.report()
+        );
         acked.extend((0..400).map(|i| format!("s{sid}-{i:05}")));
     }
     ens.restart(leader);

@@ -447,27 +447,35 @@ impl Shared {
         }
     }
 
-    /// Ends connection `id` to `sid` (the next send to it dials again).
-    fn finish(&self, sid: Sid, id: u64) {
+    /// Ends connection `id` to `sid`. If it was the current one, dials again at once: a
+    /// live peer is back in a moment, and a dead one refuses, which reports it down (a
+    /// vote queued on the lost connection would otherwise wait for the next resend, up to
+    /// the finalize wait later, to find out).
+    fn finish(self: &Arc<Self>, sid: Sid, id: u64) {
         self.close_socket(id);
         let Some(peer) = self.peers.get(&sid) else {
             return;
         };
-        let was_current = {
+        let (was_current, dial) = {
             let mut state = peer.lock();
             let was = state.current == Some(id);
             if was {
                 state.current = None;
             }
+            let dial = was && !state.dialling;
+            state.dialling |= dial;
             peer.wake.notify_all();
-            was
+            (was, dial)
         };
         if was_current && !self.stopping() {
             tracing::info!(sid, "election connection down");
         }
+        if dial {
+            self.spawn_dial(sid);
+        }
     }
 
-    fn send_worker(&self, sid: Sid, id: u64, sock: TcpStream) {
+    fn send_worker(self: &Arc<Self>, sid: Sid, id: u64, sock: TcpStream) {
         if let Err(e) = self.send_frames(sid, id, &sock) {
             tracing::debug!(sid, "election send failed: {e}");
         }
@@ -512,7 +520,7 @@ impl Shared {
         }
     }
 
-    fn recv_worker(&self, sid: Sid, id: u64, mut reader: FrameReader) {
+    fn recv_worker(self: &Arc<Self>, sid: Sid, id: u64, mut reader: FrameReader) {
         loop {
             match reader.next_payload() {
                 Ok(payload) => match ew::decode_notification(&payload) {

@@ -382,6 +382,7 @@ impl Election {
                 // each one restarts the wait. One of this round still counts
                 // towards deciding at once.
                 if msg.round == self.round {
+                    self.answer_worse_vote(from, &msg, out);
                     self.votes.insert(from, looking_stored(msg));
                     if self.try_fast_decision(out) {
                         return;
@@ -406,12 +407,28 @@ impl Election {
         } else if self.beats(&msg.vote, &self.proposal) {
             self.proposal = msg.vote;
             self.notify_all(out);
+        } else {
+            self.answer_worse_vote(from, &msg, out);
         }
         self.votes.insert(from, looking_stored(msg));
         let target = self.proposal_stored();
         let agreeing = self.count_matching(&self.votes, &target);
         if self.has_quorum(agreeing) && !self.try_fast_decision(out) {
             self.finalize_at_ms = Some(now_ms + self.timing.finalize_wait_ms);
+        }
+    }
+
+    /// A voter of this round still proposes a worse vote than ours: tell it ours now.
+    /// ZooKeeper sends nothing here, and the sender learns our vote only at its next
+    /// resend (200 ms or more), e.g. when our first notification reached it while it
+    /// was still following the old leader. One message, and none comes back: the sender
+    /// adopts our vote, which then equals ours.
+    fn answer_worse_vote(&self, from: Sid, msg: &Notification, out: &mut Vec<Action>) {
+        if from != self.me && msg.vote != self.proposal {
+            out.push(Action::Send {
+                to: from,
+                msg: self.notification(),
+            });
         }
     }
 
@@ -663,6 +680,40 @@ mod tests {
                     peer_epoch: 1
                 }
             ))
+        );
+    }
+
+    #[test]
+    fn a_worse_vote_of_the_same_round_is_answered_with_ours() {
+        // Server 2 proposes itself in round 1; server 1 missed that notification (it was
+        // still following) and proposes itself: 1 hears 2's vote at once, not at a resend.
+        let mut e = Election::new(2, voters(3), Timing::default());
+        e.start(0, 9, 1);
+        let out = e.step(
+            1,
+            Input::Received {
+                from: 1,
+                msg: looking(1, 9, 1, 1),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Action::Send {
+                to: 1,
+                msg: looking(2, 9, 1, 1)
+            }]
+        );
+        // Once it votes as we do, nothing more is sent to it.
+        let out = e.step(
+            2,
+            Input::Received {
+                from: 1,
+                msg: looking(2, 9, 1, 1),
+            },
+        );
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Send { .. })),
+            "{out:?}"
         );
     }
 

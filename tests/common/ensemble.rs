@@ -291,6 +291,7 @@ impl Ensemble {
     }
 
     fn spawn(&mut self, sid: usize) {
+        self.set_listening(sid, true);
         let m = self.member(sid);
         assert!(m.child.is_none(), "server {sid} is already running");
         let log = |name: &str| {
@@ -356,6 +357,8 @@ impl Ensemble {
 
     /// SIGKILL: the server gets no chance to flush or say goodbye.
     pub fn kill(&mut self, sid: usize) {
+        // First, so nobody reaches the proxies between the death and the refusal.
+        self.set_listening(sid, false);
         if let Some(mut child) = self.member_mut(sid).child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -365,9 +368,26 @@ impl Ensemble {
 
     /// SIGTERM, then SIGKILL after a grace period.
     pub fn stop(&mut self, sid: usize) {
+        self.set_listening(sid, false);
         if let Some(child) = self.member_mut(sid).child.take() {
             super::terminate_pid(child.id(), STOP_GRACE);
             super::unregister(child.id());
+        }
+    }
+
+    /// A stopped server's ports refuse connections: so do the proxies the others reach it
+    /// through (a proxy that accepted and closed would look like a live peer).
+    fn set_listening(&mut self, sid: usize, listening: bool) {
+        for row in &mut self.links {
+            if let Some(link) = row[sid - 1].as_mut() {
+                for proxy in [&mut link.quorum, &mut link.election] {
+                    if listening {
+                        proxy.listen_again();
+                    } else {
+                        proxy.refuse();
+                    }
+                }
+            }
         }
     }
 

@@ -10,6 +10,11 @@
 //! [`POLL_INTERVAL`]. Bounded: a fixed buffer per direction, at most [`MAX_CONNECTIONS`]
 //! connections (further ones are closed when accepted), and dropping the proxy stops the
 //! listener, closes every connection and joins every thread (bounded waits).
+//!
+//! `refuse()` closes the proxy's listening socket, so connecting to it is refused, as
+//! connecting to a port whose process died is; `listen_again()` reopens the same port. The
+//! ensemble harness does both when it kills and restarts a server: a proxy that accepted
+//! and then closed would look like a live peer to a dialling server.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -114,8 +119,18 @@ impl Shared {
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    listener: Option<Listening>,
 }
+
+/// The accept thread and the flag that ends it (the listening socket closes with it).
+struct Listening {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// How long `listen_again` keeps trying to bind its old port (a connection in TIME_WAIT
+/// does not block it; another process taking the port in between would).
+const REBIND_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl FaultProxy {
     /// Listens on a kernel-picked port of 127.0.0.1 and forwards to `target`, in `Pass` mode.
@@ -136,16 +151,43 @@ impl FaultProxy {
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        let for_thread = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name(format!("proxy-{}", addr.port()))
-            .spawn(move || accept_loop(listener, for_thread))
-            .expect("fault proxy: listener thread");
+        let listening = Some(listen(listener, &shared));
         FaultProxy {
             addr,
             shared,
-            listener: Some(handle),
+            listener: listening,
         }
+    }
+
+    /// Closes the listening socket (connections already made are left as they are), and
+    /// returns once it is closed: from now on a connect to the proxy is refused.
+    pub fn refuse(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.stop.store(true, Ordering::SeqCst);
+            join_bounded(l.handle, Instant::now() + JOIN_TIMEOUT, self.addr);
+        }
+    }
+
+    /// Listens on the proxy's port again after `refuse()`.
+    pub fn listen_again(&mut self) {
+        if self.listener.is_some() {
+            return;
+        }
+        let deadline = Instant::now() + REBIND_TIMEOUT;
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("fault proxy {}: bind again: {e}; retrying", self.addr);
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                Err(e) => panic!("fault proxy {}: cannot listen again: {e}", self.addr),
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .expect("fault proxy: nonblocking listener");
+        self.listener = Some(listen(listener, &self.shared));
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -226,8 +268,8 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + JOIN_TIMEOUT;
-        if let Some(h) = self.listener.take() {
-            join_bounded(h, deadline, self.addr);
+        if let Some(l) = self.listener.take() {
+            join_bounded(l.handle, deadline, self.addr);
         }
         // The listener has ended, so nobody adds to the list any more.
         let conns = std::mem::take(&mut *self.shared.conns());
@@ -253,8 +295,18 @@ fn join_bounded(h: JoinHandle<()>, deadline: Instant, addr: SocketAddr) {
 // ---------------------------------------------------------------------------------------------
 // The listener
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
+fn listen(listener: TcpListener, shared: &Arc<Shared>) -> Listening {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (for_thread, stop_for_thread) = (Arc::clone(shared), Arc::clone(&stop));
+    let handle = std::thread::Builder::new()
+        .name(format!("proxy-{}", shared.port))
+        .spawn(move || accept_loop(listener, for_thread, stop_for_thread))
+        .expect("fault proxy: listener thread");
+    Listening { stop, handle }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    while !shared.stop.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
         let mut fds = [pollfd(listener.as_raw_fd(), libc::POLLIN)];
         wait(&mut fds);
         loop {
