@@ -170,7 +170,7 @@ fn the_others_elect_again_when_the_leader_goes_away() {
     // What the ZAB layer does when it loses its leader: a new round.
     let lost_at = Instant::now();
     for (e, h) in electors.iter().zip(histories) {
-        e.start(h.last_zxid, h.current_epoch);
+        e.start(h.last_zxid, h.current_epoch, None);
     }
     assert_elected(&electors.iter().collect::<Vec<_>>(), 2);
     eprintln!("re-elected in {:?}", lost_at.elapsed());

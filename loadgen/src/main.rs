@@ -4,6 +4,7 @@
 mod connstr;
 mod driver;
 mod null_server;
+mod probe;
 mod report;
 mod rng;
 mod stats;
@@ -45,6 +46,10 @@ struct Cli {
 enum Cmd {
     /// Run a workload (the default when no subcommand is given).
     Run(Box<RunArgs>),
+    /// One session writing back to back, reporting (JSON lines) every
+    /// acknowledgement and every lost and resumed connection: how a client
+    /// sees a failover (loadgen/failover.py drives it).
+    Probe(ProbeArgs),
     /// Answer every request with an empty OK reply (measures the generator).
     NullServer {
         #[arg(long, default_value_t = 2181)]
@@ -52,6 +57,25 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
     },
+}
+
+#[derive(Args, Clone)]
+struct ProbeArgs {
+    /// Servers: host:port[,host:port...]. The probe starts on the first and
+    /// moves to the next when its connection is lost.
+    #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+    connect: String,
+    /// How long to write, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Session timeout asked for, in ms (the Java client's default is 30000).
+    #[arg(long, default_value_t = 30_000)]
+    session_timeout_ms: i32,
+    /// The znode written (created if missing).
+    #[arg(long, default_value = "/ferrokeeper-probe")]
+    path: String,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -139,6 +163,7 @@ fn main() {
     let result = match cli.cmd {
         Some(Cmd::NullServer { port, bind }) => null_server_main(&bind, port),
         Some(Cmd::Run(args)) => run_main(*args),
+        Some(Cmd::Probe(args)) => probe_main(&args),
         None => run_main(cli.run),
     };
     match result {
@@ -148,6 +173,20 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+fn probe_main(args: &ProbeArgs) -> Result<i32, String> {
+    let servers = ConnectString::parse(&args.connect)?.resolve()?;
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        return Err("--duration must be a positive number of seconds".into());
+    }
+    probe::run(&probe::ProbeSettings {
+        servers,
+        duration: Duration::from_secs_f64(args.duration),
+        session_timeout_ms: args.session_timeout_ms,
+        path: args.path.clone(),
+        value_size: args.value_size,
+    })
 }
 
 fn null_server_main(bind: &str, port: u16) -> Result<i32, String> {

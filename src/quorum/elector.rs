@@ -52,7 +52,7 @@ pub struct ElectorSettings {
 }
 
 enum Command {
-    Start(History),
+    Start(History, Option<Sid>),
     UpdateEpoch(i64),
 }
 
@@ -107,11 +107,15 @@ impl Elector {
     }
 
     /// A new round (the leader was lost): LOOKING again, voting for itself.
-    pub fn start(&self, last_zxid: i64, current_epoch: i64) {
-        self.command(Command::Start(History {
-            last_zxid,
-            current_epoch,
-        }));
+    /// `lost_leader`, if any, is not waited for (see `Input::LeaderLost`).
+    pub fn start(&self, last_zxid: i64, current_epoch: i64, lost_leader: Option<Sid>) {
+        self.command(Command::Start(
+            History {
+                last_zxid,
+                current_epoch,
+            },
+            lost_leader,
+        ));
     }
 
     /// The decided vote now names `new_epoch` (`QuorumPeer.updateElectionVote`).
@@ -171,7 +175,12 @@ impl Worker {
                     Err(_) => break,
                 },
                 recv(commands) -> cmd => match cmd {
-                    Ok(Command::Start(history)) => self.start_round(history),
+                    Ok(Command::Start(history, lost_leader)) => {
+                        self.start_round(history);
+                        if let Some(sid) = lost_leader {
+                            self.step(Input::LeaderLost(sid));
+                        }
+                    }
                     Ok(Command::UpdateEpoch(epoch)) => self.election.update_epoch(epoch),
                     Err(_) => break,
                 },

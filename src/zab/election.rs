@@ -16,10 +16,18 @@
 //!   leader's own LEADING notification among them;
 //! - a decided server answers LOOKING senders with its decided vote.
 //!
-//! One deliberate change (issue 10's fast election): when every voter that
-//! is not known to be down has sent a vote of this round equal to the
-//! proposal, no better vote can still arrive, so it decides at once instead
-//! of waiting `finalize_wait`.
+//! Deliberate changes (issue 10's fast election):
+//! - when every voter that is not known to be down has sent a vote of this
+//!   round equal to the proposal, it decides at once instead of waiting
+//!   `finalize_wait`. A voter is known down when its election connection
+//!   failed and dialling it was refused, or when it is the leader the ZAB
+//!   layer just lost ([`Input::LeaderLost`]), until it is heard from again.
+//!   Deciding without a voter's vote is what the finalize wait's timeout
+//!   does anyway: safe, because the best vote of any quorum has every
+//!   committed txn (a quorum acked each one); the wait only helps pick the
+//!   best of several possible leaders;
+//! - a LOOKING voter answers a worse vote of its round with its own, so a
+//!   peer that missed its notification learns it at once, not at a resend.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,6 +110,11 @@ pub enum Input {
     /// The election connection to `sid` failed or came back.
     PeerDown(Sid),
     PeerUp(Sid),
+    /// The ZAB layer lost its leader `sid` (its link closed or went silent):
+    /// not waited for, like a peer down, until it is heard from again. A
+    /// paused or cut-off leader keeps its election connection open, so only
+    /// this tells the new round not to wait the finalize wait for its vote.
+    LeaderLost(Sid),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,7 +286,7 @@ impl Election {
         match input {
             Input::Received { from, msg } => self.receive(now_ms, from, msg, &mut out),
             Input::Tick => self.tick(now_ms, &mut out),
-            Input::PeerDown(sid) => {
+            Input::PeerDown(sid) | Input::LeaderLost(sid) => {
                 self.down.insert(sid);
                 self.try_fast_decision(&mut out);
             }
@@ -321,6 +334,8 @@ impl Election {
     }
 
     fn receive(&mut self, now_ms: u64, from: Sid, msg: Notification, out: &mut Vec<Action>) {
+        // Heard from: alive after all (a lost leader that was only slow).
+        self.down.remove(&from);
         if !self.is_voter(from) {
             // A non-voter (observer) gets our vote at once, never counted.
             if from != self.me {
@@ -681,6 +696,55 @@ mod tests {
                 }
             ))
         );
+    }
+
+    #[test]
+    fn a_lost_leader_is_not_waited_for_until_it_is_heard_from() {
+        // Server 3 led and went silent (paused): its election connection is still up.
+        let mut e = Election::new(2, voters(3), Timing::default());
+        e.start(0, 9, 1);
+        e.step(0, Input::LeaderLost(3));
+        e.step(
+            1,
+            Input::Received {
+                from: 2,
+                msg: looking(2, 9, 1, 1),
+            },
+        );
+        let out = e.step(
+            1,
+            Input::Received {
+                from: 1,
+                msg: looking(2, 9, 1, 1),
+            },
+        );
+        assert_eq!(decided(&out).map(|d| d.0), Some(ServerState::Leading));
+        // Heard from again, it is waited for in the next round.
+        let mut e = Election::new(2, voters(3), Timing::default());
+        e.start(0, 9, 1);
+        e.step(0, Input::LeaderLost(3));
+        e.step(
+            0,
+            Input::Received {
+                from: 3,
+                msg: looking(3, 5, 1, 0),
+            },
+        );
+        e.step(
+            1,
+            Input::Received {
+                from: 2,
+                msg: looking(2, 9, 1, 1),
+            },
+        );
+        let out = e.step(
+            1,
+            Input::Received {
+                from: 1,
+                msg: looking(2, 9, 1, 1),
+            },
+        );
+        assert!(decided(&out).is_none(), "{out:?}");
     }
 
     #[test]

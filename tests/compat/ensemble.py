@@ -20,7 +20,14 @@ ROLES = ("leader", "follower", "observer")
 
 
 class Ensemble:
-    def __init__(self, kind: str, workdir: Path, participants: int = 3, observers: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        participants: int = 3,
+        observers: int = 0,
+        extra_cfg: dict | None = None,
+    ):
         self.kind = kind
         self.dir = Path(workdir)
         count = participants + observers
@@ -29,7 +36,7 @@ class Ensemble:
         for i, (quorum, election) in enumerate(ports, start=1):
             role = ":observer" if i > participants else ""
             lines[f"server.{i}"] = f"127.0.0.1:{quorum}:{election}{role}"
-        common = {"initLimit": "10", "syncLimit": "5", **lines}
+        common = {"initLimit": "10", "syncLimit": "5", **(extra_cfg or {}), **lines}
         self.members: list[Server] = []
         for i in range(1, count + 1):
             extra = dict(common)

@@ -68,6 +68,11 @@ pub(super) struct Following {
 }
 
 impl Following {
+    /// The leader this server follows (or tries to).
+    pub fn leader(&self) -> Sid {
+        self.leader
+    }
+
     /// Whether another forwarded request fits (`LEARNER_FORWARDED_MAX`).
     pub fn has_room(&self) -> bool {
         self.w.count() < qlimits::LEARNER_FORWARDED_MAX

@@ -364,6 +364,10 @@ impl Pipeline {
     pub(super) async fn become_looking(&mut self, why: &str, io: &Io<'_>) {
         let role = std::mem::replace(&mut self.zab_mut().role, Role::Looking);
         warn!("LOOKING: {why}");
+        let lost_leader = match &role {
+            Role::Following(f) => Some(f.leader()),
+            _ => None,
+        };
         self.stats.replica.set_mode(Mode::Looking, None);
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
         match role {
@@ -390,7 +394,9 @@ impl Pipeline {
         let published = self.published.clone();
         self.publish(batch, published, None, io.outbox).await;
         let (last_zxid, current_epoch) = (self.tree.last_zxid(), self.zab_mut().epochs.current);
-        self.zab_mut().elector.start(last_zxid, current_epoch);
+        self.zab_mut()
+            .elector
+            .start(last_zxid, current_epoch, lost_leader);
     }
 
     /// Waits for every batch in flight to be durable (a role change needs
