@@ -143,6 +143,10 @@ pub struct Config {
     /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`):
     /// hard quotas refuse writes, soft ones are logged.
     pub enforce_quota: bool,
+    /// `readonlymode.enabled` (zoo.cfg, or ZooKeeper's `-Dreadonlymode.enabled`
+    /// in `SERVER_JVMFLAGS`/`JVMFLAGS`): an ensemble member cut off from its
+    /// quorum serves reads to clients that allow read-only servers.
+    pub read_only_mode: bool,
     /// `DigestAuthenticationProvider.superDigest` = `super:<base64 sha1>`.
     pub super_digest: Option<String>,
     /// Container/TTL reaper period (`znode.container.checkIntervalMs`).
@@ -216,6 +220,7 @@ impl Default for Config {
             four_letter_whitelist: FourLetterWhitelist::Only(["srvr".to_string()].into()),
             extended_types_enabled: false,
             enforce_quota: false,
+            read_only_mode: false,
             super_digest: None,
             container_check_interval_ms: 60_000,
             shard_count: 0,
@@ -243,6 +248,10 @@ impl Default for Config {
         }
     }
 }
+
+/// Environment variables whose `-D` flags are read (zkServer.sh passes both
+/// to the server's JVM, `SERVER_JVMFLAGS` last, so it wins).
+const JVM_FLAGS_VARS: &[&str] = &["JVMFLAGS", "SERVER_JVMFLAGS"];
 
 /// Keys ZooKeeper knows that we accept and ignore (with one warning each).
 const IGNORED_KEYS: &[&str] = &[
@@ -293,8 +302,32 @@ impl Config {
             reason: e.to_string(),
         })?;
         let mut cfg = Config::parse(&text, &file)?;
+        for var in JVM_FLAGS_VARS {
+            if let Ok(flags) = std::env::var(var) {
+                cfg.apply_jvm_flags(&flags, var)?;
+            }
+        }
         cfg.load_my_id()?;
         Ok(cfg)
+    }
+
+    /// The `-Dkey=value` system properties of a JVM command line (as users of
+    /// zkServer.sh set them in `SERVER_JVMFLAGS`) that name a key we read;
+    /// other flags are the JVM's own and are skipped.
+    pub fn apply_jvm_flags(&mut self, flags: &str, var: &str) -> Result<(), ConfigError> {
+        for flag in flags.split_whitespace() {
+            let Some((key, value)) = flag.strip_prefix("-D").and_then(|kv| kv.split_once('='))
+            else {
+                continue;
+            };
+            if key == "readonlymode.enabled" {
+                self.read_only_mode = parse_bool(value).map_err(|reason| ConfigError::File {
+                    file: format!("${var}"),
+                    reason: format!("{flag}: {reason}"),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses zoo.cfg text; `file` names it in errors.
@@ -382,6 +415,7 @@ impl Config {
             "4lw.commands.whitelist" => self.four_letter_whitelist = parse_whitelist(value),
             "extendedTypesEnabled" => self.extended_types_enabled = parse_bool(value)?,
             "enforceQuota" => self.enforce_quota = parse_bool(value)?,
+            "readonlymode.enabled" => self.read_only_mode = parse_bool(value)?,
             "DigestAuthenticationProvider.superDigest" => {
                 if !value.contains(':') {
                     return Err("superDigest must be 'user:base64digest'".to_string());
@@ -957,6 +991,25 @@ mod tests {
             let cfg = Config::parse(&format!("{key}=super:abc=\n"), "zoo.cfg").unwrap();
             assert_eq!(cfg.super_digest.as_deref(), Some("super:abc="));
         }
+    }
+
+    #[test]
+    fn read_only_mode_from_zoo_cfg_or_jvm_flags() {
+        assert!(!Config::parse("", "zoo.cfg").unwrap().read_only_mode);
+        assert!(
+            Config::parse("readonlymode.enabled=true\n", "zoo.cfg")
+                .unwrap()
+                .read_only_mode
+        );
+        let mut cfg = Config::parse("", "zoo.cfg").unwrap();
+        cfg.apply_jvm_flags(
+            "-Xmx1g -Dfile.encoding=UTF-8 -Dreadonlymode.enabled=true",
+            "X",
+        )
+        .unwrap();
+        assert!(cfg.read_only_mode);
+        let err = cfg.apply_jvm_flags("-Dreadonlymode.enabled=maybe", "SERVER_JVMFLAGS");
+        assert!(err.unwrap_err().to_string().contains("$SERVER_JVMFLAGS"));
     }
 
     #[test]

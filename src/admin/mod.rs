@@ -182,7 +182,7 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
                 put(key, json!(value));
             }
         }
-        "is_read_only" => put("read_only", json!(false)),
+        "is_read_only" => put("read_only", json!(read_only(src))),
         // `LastSnapshotCommand`: the zxid in hex without a prefix (Java's
         // `Long.toHexString`, so -1 is sixteen f's), the time in seconds.
         "last_snapshot" => {
@@ -204,7 +204,7 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
                 "max_buffer_size": -1,
             });
             put("version", json!(ops::version_line()));
-            put("read_only", json!(false));
+            put("read_only", json!(read_only(src)));
             put(
                 "server_stats",
                 json!({
@@ -273,6 +273,10 @@ fn typed(value: &str) -> Value {
         Ok(x) if x.is_finite() => json!(x),
         _ => json!(value),
     }
+}
+
+fn read_only(src: &AdminSources) -> bool {
+    src.stats.replica.mode() == crate::replica::status::Mode::ReadOnly
 }
 
 #[cfg(test)]

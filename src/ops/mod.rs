@@ -49,7 +49,7 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "wchc" | "wchp" => wch_paths(shard, word == "wchc"),
         "dump" => dump(shard),
         "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
-        "isro" => "rw".to_string(),
+        "isro" => isro(shard).to_string(),
         "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
         other => format!("{other} is not executed because it is not supported by this server.\n"),
     }
@@ -62,6 +62,16 @@ const NEEDS_A_RUNNING_SERVER: &[&str] = &[
     "srvr", "stat", "conf", "cons", "crst", "srst", "mntr", "dump", "dirs", "wchs", "wchc", "wchp",
     "hash",
 ];
+
+/// `IsroCommand`: "ro" from a read-only server, "null" while nothing is
+/// served (electing), "rw" otherwise.
+fn isro(shard: &Shard) -> &'static str {
+    match shard.stats.replica.mode() {
+        crate::replica::status::Mode::ReadOnly => "ro",
+        crate::replica::status::Mode::Looking => "null",
+        _ => "rw",
+    }
+}
 
 fn is_serving(shard: &Shard) -> bool {
     shard.stats.replica.mode() != crate::replica::status::Mode::Looking

@@ -13,6 +13,9 @@ pub enum Mode {
     Leader,
     Follower,
     Observer,
+    /// Cut off from the quorum with `readonlymode.enabled`: serving reads to
+    /// read-only clients (ZooKeeper's `ReadOnlyZooKeeperServer`).
+    ReadOnly,
 }
 
 impl Mode {
@@ -24,6 +27,7 @@ impl Mode {
             Mode::Leader => "leader",
             Mode::Follower => "follower",
             Mode::Observer => "observer",
+            Mode::ReadOnly => "read-only",
         }
     }
 
@@ -33,6 +37,7 @@ impl Mode {
             2 => Mode::Leader,
             3 => Mode::Follower,
             4 => Mode::Observer,
+            5 => Mode::ReadOnly,
             _ => Mode::Standalone,
         }
     }

@@ -68,6 +68,8 @@ pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub session_id: Cell<SessionId>,
+    /// Granted by a read-only server: writes are answered NOTREADONLY here.
+    pub read_only: Cell<bool>,
     pub auth: RefCell<Arc<AuthInfo>>,
     /// Requests in arrival order. Invariant: the first `in_flight` entries are
     /// `InFlight` and the rest `Queued` (a write is dispatched only when
@@ -122,6 +124,7 @@ impl Conn {
             dirty: Cell::new(false),
             touch_epoch: Cell::new(0),
             connect_outcome: RefCell::new(None),
+            read_only: Cell::new(false),
             info: Arc::new(ConnInfo::new(peer, origin.secure)),
         }
     }
@@ -277,7 +280,7 @@ impl Conn {
                     op,
                     started,
                     body,
-                } if op::is_write(*op) => {
+                } if self.goes_to_pipeline(*op) => {
                     let (xid, op, started, body) = (*xid, *op, *started, body.clone());
                     *entry = Pending::InFlight {
                         xid,
@@ -315,6 +318,12 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Writes go to the pipeline; on a read-only session only closeSession
+    /// does, the others are answered here (NOTREADONLY).
+    fn goes_to_pipeline(&self, op_code: i32) -> bool {
+        op::is_write(op_code) && (!self.read_only.get() || op_code == op::CLOSE_SESSION)
     }
 
     fn dispatch_write(&self, shard: &Shard, xid: i32, op: i32, body: Bytes) {
@@ -637,6 +646,10 @@ async fn handshake(
         .insert(shard.index, conn.id, conn.info.clone());
     let granted = match connect(shard, &conn, &request).await {
         Attach::Granted(grant) => Some(grant),
+        Attach::GrantedReadOnly(grant) => {
+            conn.read_only.set(true);
+            Some(grant)
+        }
         Attach::Expired => None,
         Attach::TooNew => {
             // Never show a client an older view than it saw: close, no reply.
@@ -651,7 +664,7 @@ async fn handshake(
             timeout_ms: *timeout_ms,
             session_id: *session_id,
             passwd: *password,
-            read_only: request.read_only.map(|_| false),
+            read_only: request.read_only.map(|_| conn.read_only.get()),
         },
         None => ConnectResponse::expired(request.read_only),
     };
@@ -672,6 +685,7 @@ async fn handshake(
 
 enum Attach {
     Granted((SessionId, i32, [u8; 16])),
+    GrantedReadOnly((SessionId, i32, [u8; 16])),
     Expired,
     TooNew,
 }
@@ -691,6 +705,7 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_
         timeout_ms: request.timeout_ms,
         last_zxid_seen: request.last_zxid_seen,
         peer_ip: conn.peer.ip(),
+        read_only: request.read_only == Some(true),
     }));
     loop {
         if let Some(outcome) = conn.connect_outcome.borrow_mut().take() {
@@ -704,6 +719,16 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_
                     conn.info.session_id.store(session_id, Relaxed);
                     conn.info.timeout_ms.store(timeout_ms, Relaxed);
                     Attach::Granted((session_id, timeout_ms, password))
+                }
+                ConnectOutcome::GrantedReadOnly {
+                    session_id,
+                    timeout_ms,
+                    password,
+                } => {
+                    conn.session_id.set(session_id);
+                    conn.info.session_id.store(session_id, Relaxed);
+                    conn.info.timeout_ms.store(timeout_ms, Relaxed);
+                    Attach::GrantedReadOnly((session_id, timeout_ms, password))
                 }
                 ConnectOutcome::Expired => Attach::Expired,
                 ConnectOutcome::TooNew => {

@@ -32,6 +32,8 @@ pub struct ConnectMsg {
     pub timeout_ms: i32,
     pub last_zxid_seen: Zxid,
     pub peer_ip: IpAddr,
+    /// The client accepts a read-only server (`ConnectRequest.readOnly`).
+    pub read_only: bool,
 }
 
 pub enum ToPipeline {
@@ -63,6 +65,13 @@ pub struct WriteReply {
 
 pub enum ConnectOutcome {
     Granted {
+        session_id: SessionId,
+        timeout_ms: i32,
+        password: [u8; 16],
+    },
+    /// A read-only server's session (see `pipeline::read_only`): the client
+    /// is told so, and its writes are answered NOTREADONLY by its shard.
+    GrantedReadOnly {
         session_id: SessionId,
         timeout_ms: i32,
         password: [u8; 16],

@@ -7,6 +7,7 @@
 
 mod following;
 mod leading;
+mod read_only;
 mod roles;
 mod waiters;
 

@@ -41,6 +41,12 @@ pub fn execute_local(
     let mut queue = conn.send_buf.borrow_mut();
     // Large replies reserve their exact size as they are encoded.
     let out = queue.buf_for(limits::SMALL_REPLY_BYTES_HINT);
+    if conn.read_only.get() && crate::proto::op::is_write(op_code) {
+        // `ReadOnlyRequestProcessor`: a write on a read-only server gets the
+        // header alone, with the last zxid.
+        encode_error(out, xid, zxid, ErrorCode::NotReadOnly);
+        return LocalOutcome::Continue;
+    }
     let request = match Request::decode(op_code, body) {
         Ok(r) => r,
         Err(crate::proto::jute::DecodeError::UnknownOpcode(_)) => {

@@ -329,7 +329,7 @@ impl Pipeline {
             self.handle_forwarded(forwarded, batch);
             return true;
         }
-        match queue.pop() {
+        match self.next_message(queue) {
             Some(msg) => {
                 self.handle(msg, batch);
                 true

@@ -98,6 +98,12 @@ pub(super) struct Zab {
     /// Quorum-port connections accepted while LOOKING: a learner may have
     /// heard the decision first; its link is adopted if we lead.
     pub early_links: Vec<glommio::net::TcpStream>,
+    /// When this server last became LOOKING (pipeline clock, ms).
+    pub looking_since_ms: u64,
+    /// Read-only mode, while it serves (see `read_only`).
+    pub read_only: Option<super::read_only::ReadOnly>,
+    /// Shard messages held while read-only, for the next role to take first.
+    pub held: VecDeque<crate::server::messages::ToPipeline>,
 }
 
 impl Zab {
@@ -116,6 +122,9 @@ impl Zab {
             early_links: Vec::new(),
             carried: None,
             replay: VecDeque::new(),
+            looking_since_ms: 0,
+            read_only: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -169,7 +178,9 @@ impl Pipeline {
         self.refresh_passwords();
         let last_zxid = self.tree.last_zxid();
         let status = self.stats.clone();
+        let now = self.now_ms();
         let zab = self.zab_mut();
+        zab.looking_since_ms = now;
         zab.history = TxnHistory::new(last_zxid);
         status.replica.set_voters(zab.ensemble.voters().len());
         status.replica.set_mode(Mode::Looking, None);
@@ -217,9 +228,11 @@ impl Pipeline {
     /// A leader's requests besides the shards': learners' REQUESTs and its
     /// clients' writes carried from its time as a learner.
     pub(super) fn has_queued_requests(&self) -> bool {
-        self.zab
-            .as_ref()
-            .is_some_and(|z| !z.forwarded.is_empty() || !z.replay.is_empty())
+        self.zab.as_ref().is_some_and(|z| {
+            !z.forwarded.is_empty()
+                || !z.replay.is_empty()
+                || (!z.held.is_empty() && z.read_only.is_none())
+        })
     }
 
     /// Whether a bound stops this server from taking requests now (the
@@ -266,6 +279,9 @@ impl Pipeline {
                 self.on_decision(decision, io).await;
             }
         }
+        if matches!(self.zab_mut().role, Role::Looking) {
+            self.read_only_poll(io).await;
+        }
         for _ in 0..qlimits::QUORUM_EVENTS_MAX {
             let Some(event) = self.zab_mut().events.pop() else {
                 break;
@@ -294,6 +310,7 @@ impl Pipeline {
             "election decided in round {}: {:?}, leader {leader}",
             decision.round, decision.state
         );
+        self.end_read_only(io).await;
         let early = std::mem::take(&mut self.zab_mut().early_links);
         match decision.state {
             ServerState::Leading => {
@@ -364,6 +381,8 @@ impl Pipeline {
     pub(super) async fn become_looking(&mut self, why: &str, io: &Io<'_>) {
         let role = std::mem::replace(&mut self.zab_mut().role, Role::Looking);
         warn!("LOOKING: {why}");
+        let now = self.now_ms();
+        self.zab_mut().looking_since_ms = now;
         let lost_leader = match &role {
             Role::Following(f) => Some(f.leader()),
             _ => None,
@@ -499,7 +518,7 @@ impl Pipeline {
         match () {
             _ if leading => self.leader_take_one(queue, batch),
             _ if following && !self.learner_has_room() => false,
-            _ if following => match queue.pop() {
+            _ if following => match self.next_message(queue) {
                 Some(msg) => {
                     self.learner_handle(msg, batch, io);
                     true

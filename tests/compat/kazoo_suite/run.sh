@@ -23,8 +23,6 @@ deselect=(
   "test_client.py::TestSSLClient::test_create"
   # Dynamic reconfiguration is not implemented (reconfig answers RECONFIGDISABLED).
   "test_client.py::TestReconfig"
-  # Read-only mode is issue 10's.
-  "test_connection.py::TestReadOnlyMode::test_read_only"
   # kazoo's own select() shim, no server involved; fails on this Python.
   "test_selectors_select.py::SelectTestCase::test_errno"
   # Both stop one member and expect it to serve its clients again within
