@@ -285,6 +285,11 @@ pub mod quorum {
     pub const ELECTION_ACCEPT_POLL_INTERVAL_MS: u64 = 50;
     /// How often a send worker with nothing to send looks at its connection.
     pub const ELECTION_SEND_POLL_INTERVAL_MS: u64 = 1000;
+    /// A lost election connection is dialled again at once at most this
+    /// often; a peer (or a proxy) that accepts and closes at once would
+    /// otherwise be dialled in a tight loop. Later losses wait for the
+    /// next send, as ZooKeeper's do.
+    pub const ELECTION_REDIAL_MIN_INTERVAL_MS: u64 = 1000;
     /// A write to a peer that blocks longer than this drops the connection
     /// (the peer stopped reading; its next connection gets the newest vote).
     pub const ELECTION_WRITE_TIMEOUT_MS: u64 = 10_000;

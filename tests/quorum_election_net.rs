@@ -354,3 +354,34 @@ fn a_smaller_sid_dialling_is_closed_and_dialled_back() {
     );
     server2.shutdown();
 }
+
+#[test]
+fn a_peer_that_accepts_and_closes_is_not_dialled_in_a_loop() {
+    // We play server 1 of a 2-voter ensemble and close every connection server 2 makes
+    // as soon as it is accepted (as a proxy whose target is gone does). Server 2, the
+    // larger sid, keeps the connections it dials: it dials again at once after the first
+    // loss only, then at its (doubling) resends.
+    let m = members(2, 0);
+    let ours = TcpListener::bind(("127.0.0.1", m[0].election_port)).expect("bind server 1's port");
+    ours.set_nonblocking(true).expect("nonblocking");
+    let mut server2 = start(&m, 2, history(0, 0));
+    let window = Duration::from_millis(1500);
+    let until = Instant::now() + window;
+    let mut accepted = 0;
+    while Instant::now() < until {
+        match ours.accept() {
+            Ok((sock, _)) => {
+                accepted += 1;
+                drop(sock);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(TICK / 4),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    server2.shutdown();
+    // A dial per resend (200, 400, 800 ms apart) plus one redial: a handful, not a loop.
+    assert!(
+        (1..=12).contains(&accepted),
+        "{accepted} connections in {window:?}"
+    );
+}

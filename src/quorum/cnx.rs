@@ -27,7 +27,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
@@ -98,6 +98,8 @@ struct PeerState {
     /// A connection was up once (see [`CnxEvent::PeerDown`]).
     ever_connected: bool,
     dialling: bool,
+    /// When a lost connection was last dialled again at once.
+    redialled_at: Option<Instant>,
 }
 
 impl CnxManager {
@@ -195,6 +197,7 @@ impl Peer {
                 current: None,
                 ever_connected: false,
                 dialling: false,
+                redialled_at: None,
             }),
             wake: Condvar::new(),
         }
@@ -462,8 +465,14 @@ impl Shared {
             if was {
                 state.current = None;
             }
-            let dial = was && !state.dialling;
-            state.dialling |= dial;
+            let recently = state.redialled_at.is_some_and(|at| {
+                at.elapsed() < Duration::from_millis(limits::ELECTION_REDIAL_MIN_INTERVAL_MS)
+            });
+            let dial = was && !state.dialling && !recently;
+            if dial {
+                state.dialling = true;
+                state.redialled_at = Some(Instant::now());
+            }
             peer.wake.notify_all();
             (was, dial)
         };
