@@ -40,6 +40,7 @@ from pathlib import Path
 # Debian ZooKeeper class path (tests/compat/servers.py, stdlib only).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat"))
 import servers as compat_servers  # noqa: E402
+from ensemble import Ensemble  # noqa: E402
 from servers import ServerStartError as ServerError  # noqa: E402
 from servers import apache_classpath  # noqa: E402
 from servers import four_letter_word as four_letter  # noqa: E402
@@ -158,6 +159,17 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def servers_cpu_s(pids: list[int]) -> float | None:
+    """CPU seconds of every server process together; None if one is gone."""
+    total = 0.0
+    for pid in pids:
+        cpu = process_cpu_s(pid)
+        if cpu is None:
+            return None
+        total += cpu
+    return total
+
+
 def children_cpu_s() -> float:
     import resource
 
@@ -194,8 +206,8 @@ class Server(compat_servers.Server):
     handling (free port, readiness, stop), but none of their test-only keys
     and Apache with its default JVM settings and `--apache-heap`."""
 
-    def __init__(self, kind: str, workdir: Path, opts: argparse.Namespace):
-        super().__init__(kind, workdir)
+    def __init__(self, kind: str, workdir: Path, opts: argparse.Namespace, extra: dict | None = None):
+        super().__init__(kind, workdir, extra)
         self.opts = opts
 
     def config(self) -> dict[str, str]:
@@ -210,6 +222,8 @@ class Server(compat_servers.Server):
         }
         # No AdminServer on either (its default port 8080 would collide).
         cfg["admin.enableServer"] = "false"
+        # An ensemble member's server lines, limits and peerType.
+        cfg.update({k: str(v) for k, v in self.extra_cfg.items()})
         return cfg
 
     def command_line(self) -> list[str]:
@@ -228,6 +242,60 @@ class Server(compat_servers.Server):
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+
+class Target:
+    """What one run measures: a standalone server, or with ``--ensemble P[+O]``
+    an ensemble of P participants and O observers (tests/compat/ensemble.py:
+    every member in a fresh dir with its myid and server lines), the load
+    spread over every member's client port and the CPU summed over them."""
+
+    def __init__(self, kind: str, workdir: Path, opts: argparse.Namespace):
+        self.kind = kind
+        self.ensemble: Ensemble | None = None
+        self.server: Server | None = None
+        if opts.ensemble:
+            participants, _, observers = opts.ensemble.partition("+")
+            self.ensemble = Ensemble(
+                kind,
+                workdir,
+                participants=int(participants),
+                observers=int(observers or 0),
+                member_factory=lambda k, d, extra: Server(k, d, opts, extra),
+            )
+        else:
+            self.server = Server(kind, workdir, opts)
+
+    @property
+    def members(self) -> list[Server]:
+        return self.ensemble.members if self.ensemble else [self.server]
+
+    def start(self) -> None:
+        if self.ensemble:
+            self.ensemble.start()
+        else:
+            self.server.start()
+
+    @property
+    def connect(self) -> str:
+        return ",".join(m.hosts for m in self.members)
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def exit_codes(self) -> list[int | None]:
+        return [m.proc.returncode if m.proc else None for m in self.members]
+
+    def stop(self) -> list[int | None]:
+        return [m.stop() for m in self.members]
+
+    @property
+    def log_path(self) -> str:
+        return ", ".join(str(m.log_path) for m in self.members)
 
 
 def ensure_apache(opts: argparse.Namespace) -> None:
@@ -272,11 +340,11 @@ class RunResult:
     note: str = ""
 
 
-def loadgen_command(opts, wl: Workload, port: int, pid: int, json_path: Path) -> list[str]:
+def loadgen_command(opts, wl: Workload, connect: str, pids: list[int], json_path: Path) -> list[str]:
     return [
         str(opts.loadgen),
         "--connect",
-        f"127.0.0.1:{port}",
+        connect,
         *wl.args,
         "--value-size",
         str(opts.value_size),
@@ -288,22 +356,25 @@ def loadgen_command(opts, wl: Workload, port: int, pid: int, json_path: Path) ->
         "never",
         "--json",
         str(json_path),
-        "--server-pid",
-        str(pid),
+        *(arg for pid in pids for arg in ("--server-pid", str(pid))),
     ]
 
 
 def display_command(opts, wl: Workload) -> str:
-    cmd = loadgen_command(opts, wl, 0, 0, Path("RUN.json"))
+    members = 1
+    if opts.ensemble:
+        p, _, o = opts.ensemble.partition("+")
+        members = int(p) + int(o or 0)
+    connect = ",".join(["127.0.0.1:PORT"] * members)
+    cmd = loadgen_command(opts, wl, connect, [0] * members, Path("RUN.json"))
     cmd[0] = "ferrokeeper-loadgen"
-    s = shlex.join(cmd)
-    return s.replace("127.0.0.1:0", "127.0.0.1:PORT").replace("--server-pid 0", "--server-pid PID")
+    return shlex.join(cmd).replace("--server-pid 0", "--server-pid PID")
 
 
 def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir: Path) -> RunResult:
     tag = f"{wl.key}-r{repeat}-{kind}"
     sdir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=workroot))
-    server = Server(kind, sdir, opts)
+    server = Target(kind, sdir, opts)
     json_path = json_dir / f"{tag}.json"
     out_path = json_dir / f"{tag}.out"
     res = RunResult(kind, wl.key, repeat, ok=False)
@@ -312,8 +383,8 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
         t0 = time.monotonic()
         server.start()
         start_s = time.monotonic() - t0
-        cmd = loadgen_command(opts, wl, server.port, server.pid, json_path)
-        busy0, srv0, kids0, me0 = machine_busy_s(), process_cpu_s(server.pid), children_cpu_s(), self_cpu_s()
+        cmd = loadgen_command(opts, wl, server.connect, server.pids, json_path)
+        busy0, srv0, kids0, me0 = machine_busy_s(), servers_cpu_s(server.pids), children_cpu_s(), self_cpu_s()
         t_run = time.monotonic()
         with open(out_path, "wb") as out:
             out.write(f"$ {shlex.join(cmd)}\n".encode())
@@ -330,13 +401,13 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
             finally:
                 if lg in _live:
                     _live.remove(lg)
-        srv1 = process_cpu_s(server.pid)
+        srv1 = servers_cpu_s(server.pids)
         if None not in (srv0, srv1):
             wall = time.monotonic() - t_run
             ours = (srv1 - srv0) + (children_cpu_s() - kids0) + (self_cpu_s() - me0)
             res.other_cores = max(0.0, (machine_busy_s() - busy0 - ours) / wall)
         if not server.alive():
-            res.note = f"server died during the run (exit {server.proc.returncode})"
+            res.note = f"server died during the run (exit {server.exit_codes()})"
         if rc != 0 or not json_path.exists():
             res.note = (res.note + f"; loadgen exit {rc}").lstrip("; ")
             tail = "\n".join(out_path.read_text(errors="replace").splitlines()[-8:])
@@ -374,12 +445,13 @@ def run_one(opts, wl: Workload, kind: str, repeat: int, workroot: Path, json_dir
     finally:
         if lg is not None and lg.poll() is None:
             _terminate(lg, grace=5)
-        code = server.stop()
-        if server.proc is not None and code not in (0, None, -signal.SIGTERM, 143):
+        codes = server.stop()
+        if any(code not in (0, None, -signal.SIGTERM, 143) for code in codes):
             # Apache exits with 143 (SIGTERM) or 0; anything else is worth a look.
-            print(f"    ! {kind} exit code {code} on stop (log {server.log_path})", flush=True)
+            print(f"    ! {kind} exit codes {codes} on stop (log {server.log_path})", flush=True)
         if not opts.keep:
-            shutil.rmtree(sdir / "data", ignore_errors=True)
+            for m in server.members:
+                shutil.rmtree(m.dir / "data", ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- table
@@ -652,6 +724,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json-dir", type=Path, help="keep every run's loadgen JSON and output here")
     p.add_argument("--workdir", type=Path, help="parent of the temporary data dirs (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the servers' data dirs and logs")
+    p.add_argument(
+        "--ensemble",
+        default="",
+        help="P or P+O: measure P-participant ensembles (with O observers) instead of "
+        "standalone servers; the load is spread over every member",
+    )
     p.add_argument("--memory", action="store_true", help="memory mode: load znodes, report RSS")
     p.add_argument("--memory-znodes", type=int, default=1_000_000)
     p.add_argument("--memory-timeout", type=float, default=900, help="seconds allowed per load")

@@ -646,10 +646,6 @@ async fn handshake(
         .insert(shard.index, conn.id, conn.info.clone());
     let granted = match connect(shard, &conn, &request).await {
         Attach::Granted(grant) => Some(grant),
-        Attach::GrantedReadOnly(grant) => {
-            conn.read_only.set(true);
-            Some(grant)
-        }
         Attach::Expired => None,
         Attach::TooNew => {
             // Never show a client an older view than it saw: close, no reply.
@@ -685,7 +681,6 @@ async fn handshake(
 
 enum Attach {
     Granted((SessionId, i32, [u8; 16])),
-    GrantedReadOnly((SessionId, i32, [u8; 16])),
     Expired,
     TooNew,
 }
@@ -714,21 +709,14 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_
                     session_id,
                     timeout_ms,
                     password,
-                } => {
-                    conn.session_id.set(session_id);
-                    conn.info.session_id.store(session_id, Relaxed);
-                    conn.info.timeout_ms.store(timeout_ms, Relaxed);
-                    Attach::Granted((session_id, timeout_ms, password))
-                }
+                } => granted(conn, session_id, timeout_ms, password),
                 ConnectOutcome::GrantedReadOnly {
                     session_id,
                     timeout_ms,
                     password,
                 } => {
-                    conn.session_id.set(session_id);
-                    conn.info.session_id.store(session_id, Relaxed);
-                    conn.info.timeout_ms.store(timeout_ms, Relaxed);
-                    Attach::GrantedReadOnly((session_id, timeout_ms, password))
+                    conn.read_only.set(true);
+                    granted(conn, session_id, timeout_ms, password)
                 }
                 ConnectOutcome::Expired => Attach::Expired,
                 ConnectOutcome::TooNew => {
@@ -745,6 +733,13 @@ async fn connect(shard: &Rc<Shard>, conn: &Rc<Conn>, request: &ConnectRequest<'_
         }
         conn.reader_bell.wait().await;
     }
+}
+
+fn granted(conn: &Conn, session_id: SessionId, timeout_ms: i32, password: [u8; 16]) -> Attach {
+    conn.session_id.set(session_id);
+    conn.info.session_id.store(session_id, Relaxed);
+    conn.info.timeout_ms.store(timeout_ms, Relaxed);
+    Attach::Granted((session_id, timeout_ms, password))
 }
 
 async fn read_loop(

@@ -566,6 +566,11 @@ mod tests {
         })
     }
 
+    /// `e` receives `msg` from `from` at `now_ms`.
+    fn hear(e: &mut Election, now_ms: u64, from: Sid, msg: Notification) -> Vec<Action> {
+        e.step(now_ms, Input::Received { from, msg })
+    }
+
     #[test]
     fn notifications_go_through_the_wire_format_unchanged() {
         let n = Notification {
@@ -704,46 +709,16 @@ mod tests {
         let mut e = Election::new(2, voters(3), Timing::default());
         e.start(0, 9, 1);
         e.step(0, Input::LeaderLost(3));
-        e.step(
-            1,
-            Input::Received {
-                from: 2,
-                msg: looking(2, 9, 1, 1),
-            },
-        );
-        let out = e.step(
-            1,
-            Input::Received {
-                from: 1,
-                msg: looking(2, 9, 1, 1),
-            },
-        );
+        hear(&mut e, 1, 2, looking(2, 9, 1, 1));
+        let out = hear(&mut e, 1, 1, looking(2, 9, 1, 1));
         assert_eq!(decided(&out).map(|d| d.0), Some(ServerState::Leading));
         // Heard from again, it is waited for in the next round.
         let mut e = Election::new(2, voters(3), Timing::default());
         e.start(0, 9, 1);
         e.step(0, Input::LeaderLost(3));
-        e.step(
-            0,
-            Input::Received {
-                from: 3,
-                msg: looking(3, 5, 1, 0),
-            },
-        );
-        e.step(
-            1,
-            Input::Received {
-                from: 2,
-                msg: looking(2, 9, 1, 1),
-            },
-        );
-        let out = e.step(
-            1,
-            Input::Received {
-                from: 1,
-                msg: looking(2, 9, 1, 1),
-            },
-        );
+        hear(&mut e, 0, 3, looking(3, 5, 1, 0));
+        hear(&mut e, 1, 2, looking(2, 9, 1, 1));
+        let out = hear(&mut e, 1, 1, looking(2, 9, 1, 1));
         assert!(decided(&out).is_none(), "{out:?}");
     }
 
@@ -753,13 +728,7 @@ mod tests {
         // still following) and proposes itself: 1 hears 2's vote at once, not at a resend.
         let mut e = Election::new(2, voters(3), Timing::default());
         e.start(0, 9, 1);
-        let out = e.step(
-            1,
-            Input::Received {
-                from: 1,
-                msg: looking(1, 9, 1, 1),
-            },
-        );
+        let out = hear(&mut e, 1, 1, looking(1, 9, 1, 1));
         assert_eq!(
             out,
             vec![Action::Send {
@@ -768,13 +737,7 @@ mod tests {
             }]
         );
         // Once it votes as we do, nothing more is sent to it.
-        let out = e.step(
-            2,
-            Input::Received {
-                from: 1,
-                msg: looking(2, 9, 1, 1),
-            },
-        );
+        let out = hear(&mut e, 2, 1, looking(2, 9, 1, 1));
         assert!(
             !out.iter().any(|a| matches!(a, Action::Send { .. })),
             "{out:?}"

@@ -27,6 +27,7 @@ class Ensemble:
         participants: int = 3,
         observers: int = 0,
         extra_cfg: dict | None = None,
+        member_factory=Server,
     ):
         self.kind = kind
         self.dir = Path(workdir)
@@ -42,7 +43,9 @@ class Ensemble:
             extra = dict(common)
             if i > participants:
                 extra["peerType"] = "observer"
-            member = Server(kind, self.dir / f"server{i}", extra)
+            # member_factory(kind, dir, cfg): loadgen/compare.py passes its own
+            # stock-settings server class.
+            member = member_factory(kind, self.dir / f"server{i}", extra)
             member.myid = i
             self.members.append(member)
 

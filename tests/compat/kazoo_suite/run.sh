@@ -26,8 +26,10 @@ deselect=(
   # kazoo's own select() shim, no server involved; fails on this Python.
   "test_selectors_select.py::SelectTestCase::test_errno"
   # Both stop one member and expect it to serve its clients again within
-  # kazoo's few seconds of the restart; a restarted member sometimes takes
-  # longer to rejoin (1 run in 4 here): to be investigated, issue 10.
+  # kazoo's few seconds of the restart. They failed 1 full run in 4 before
+  # the fast-election changes; since, 2 of 2 full runs and 7 of 8 runs of
+  # these tests alone passed (the failing one right after other servers on
+  # the machine were killed). Kept out until more runs show them stable.
   "test_client.py::TestClient::test_request_queuing_session_recovered"
   "test_client.py::TestClient::test_update_host_list"
 )
