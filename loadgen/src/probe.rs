@@ -60,6 +60,8 @@ struct Conn {
     read_timeout: Duration,
     last_sent: Instant,
     last_heard: Instant,
+    /// The handshake is answered: pings may be sent (not before, as in Java).
+    established: bool,
 }
 
 /// The session the probe keeps across connections.
@@ -88,6 +90,7 @@ impl Conn {
             read_timeout: Duration::from_millis(want_ms as u64 * 2 / 3),
             last_sent: now,
             last_heard: now,
+            established: false,
         };
         let mut frame = Vec::new();
         ConnectRequest {
@@ -112,6 +115,7 @@ impl Conn {
         session.passwd = resp.passwd;
         session.timeout_ms = resp.timeout_ms;
         c.read_timeout = Duration::from_millis(resp.timeout_ms as u64 * 2 / 3);
+        c.established = true;
         Ok(c)
     }
 
@@ -158,7 +162,7 @@ impl Conn {
                 "nothing heard for the read timeout",
             ));
         }
-        if self.last_sent.elapsed() >= self.read_timeout / 2 {
+        if self.established && self.last_sent.elapsed() >= self.read_timeout / 2 {
             self.send(xid::PING, &Request::Ping)?;
         }
         Ok(())

@@ -88,3 +88,44 @@ fn closed_loop_getset_against_the_null_server() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn probe_moves_to_the_next_server_when_its_connection_is_lost() {
+    let (first, first_addr) = start_null_server();
+    let (_second, second_addr) = start_null_server();
+    let mut probe = Kill(
+        Command::new(BIN)
+            .args(["probe", "--connect", &format!("{first_addr},{second_addr}")])
+            .args(["--duration", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the probe"),
+    );
+    let mut first = Some(first);
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for line in BufReader::new(probe.0.stdout.take().unwrap()).lines() {
+        let ev: serde_json::Value = serde_json::from_str(&line.expect("a line")).expect("JSON");
+        if ev["ev"] == "first_ack" {
+            first.take(); // the first server dies: the probe must resume on the second
+        }
+        events.push(ev);
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["ev"].as_str()).collect();
+    let at = |kind: &str, server: &str| {
+        events
+            .iter()
+            .position(|e| e["ev"] == kind && e["server"] == server)
+            .unwrap_or_else(|| panic!("no {kind} on {server}: {kinds:?}"))
+    };
+    assert!(at("connected", &first_addr) < at("lost", &first_addr));
+    let moved = at("connected", &second_addr);
+    assert!(at("lost", &first_addr) < moved, "{kinds:?}");
+    let done = events.last().expect("events");
+    assert_eq!(done["ev"], "done", "{kinds:?}");
+    let moved_us = events[moved]["t_us"].as_u64().unwrap();
+    let acks = done["acks_us"].as_array().unwrap();
+    assert!(
+        acks.iter().any(|t| t.as_u64().unwrap() > moved_us),
+        "no write acknowledged after the move: {kinds:?}"
+    );
+}
