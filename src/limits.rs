@@ -120,6 +120,13 @@ pub const LOG_BATCHES_IN_FLIGHT_MAX: usize = 2;
 pub const LOG_CHANNEL_CAP: usize = LOG_BATCHES_IN_FLIGHT_MAX + 2;
 /// Messages the pipeline holds taken from the shard channels but not yet handled.
 pub const PIPELINE_INBOX_MAX: usize = 8192;
+/// Shard messages a read-only member holds for the next leader (new
+/// sessions, writes of ensemble sessions); at it the inbox is not read, so
+/// the shards stop reading their clients.
+pub const READ_ONLY_HELD_MAX: usize = PIPELINE_INBOX_MAX;
+/// The least time without a quorum before read-only mode starts
+/// (`QuorumPeer`'s `roZkMgr` grace period is `max(2000, tickTime)`).
+pub const READ_ONLY_GRACE_MIN_MS: u64 = 2000;
 /// Default most write requests the pipeline takes into one batch (one log
 /// append, one publish); zoo.cfg `zookeeper.maxBatchSize`.
 pub const BATCH_REQUESTS_MAX: usize = 1000;

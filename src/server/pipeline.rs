@@ -555,6 +555,13 @@ impl Pipeline {
         self.next_zxid = self.published.last_zxid() + 1;
     }
 
+    /// Sends answers that need no new version (connects, closes, errors,
+    /// answers to txns already published) with the version shards have.
+    async fn publish_answers(&mut self, batch: Batch, outbox: &[ConnectedSender<ToShard>]) {
+        let version = self.published.clone();
+        self.publish(batch, version, None, outbox).await;
+    }
+
     /// Sends every shard the version, the events and its part of the batch.
     async fn publish(
         &mut self,

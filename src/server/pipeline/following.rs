@@ -560,8 +560,7 @@ impl Pipeline {
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
         self.release_learner_syncs(published, &mut batch);
         if !batch.is_empty() {
-            let version = self.published.clone();
-            self.publish(batch, version, None, io.outbox).await;
+            self.publish_answers(batch, io.outbox).await;
         }
     }
 
@@ -839,8 +838,7 @@ impl Pipeline {
             conn_id: conn.conn_id,
             outcome,
         });
-        let version = self.published.clone();
-        self.publish(batch, version, None, io.outbox).await;
+        self.publish_answers(batch, io.outbox).await;
     }
 }
 

@@ -542,12 +542,8 @@ impl Pipeline {
     /// their answers go out with the version that holds them, events first.
     fn answer_carried_logged(&mut self, batch: &mut Batch) {
         let zab = self.zab.as_mut().expect("an ensemble member");
-        let Some(w) = zab.carried.as_mut() else {
-            return;
-        };
-        for p in std::mem::take(&mut w.proposed) {
-            batch.events.extend(p.events);
-            w.answer(&p.header, p.result, p.closed_owner, &self.sessions, batch);
+        if let Some(w) = zab.carried.as_mut() {
+            w.answer_proposed(&self.sessions, batch);
         }
     }
 
@@ -561,16 +557,7 @@ impl Pipeline {
             return;
         };
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
-        for p in std::mem::take(&mut w.proposed) {
-            batch.events.extend(p.events);
-            w.answer(
-                &p.header,
-                p.result,
-                p.closed_owner,
-                &self.sessions,
-                &mut batch,
-            );
-        }
+        w.answer_proposed(&self.sessions, &mut batch);
         let replay = w.take_writes();
         let now = self.now_ms();
         for (id, conn, timeout_ms) in std::mem::take(&mut w.revalidating) {
@@ -606,8 +593,7 @@ impl Pipeline {
             );
         }
         self.zab_mut().replay.extend(replay);
-        let version = self.published.clone();
-        self.publish(batch, version, None, io.outbox).await;
+        self.publish_answers(batch, io.outbox).await;
     }
 
     /// The first leader of a Ferrokeeper ensemble writes its password key

@@ -29,6 +29,7 @@ use tracing::{debug, info};
 
 use super::roles::Io;
 use super::Pipeline;
+use crate::limits::{READ_ONLY_GRACE_MIN_MS, READ_ONLY_HELD_MAX};
 use crate::proto::{op, ErrorCode, SessionId};
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
@@ -37,12 +38,6 @@ use crate::server::messages::{
     WriteReply,
 };
 use crate::session::ConnRef;
-
-/// Messages held for the next leader while read-only (see the module doc).
-pub const READ_ONLY_HELD_MAX: usize = crate::limits::PIPELINE_INBOX_MAX;
-/// The least time without a quorum before read-only mode starts
-/// (`QuorumPeer`'s `roZkMgr` grace period is `max(2000, tickTime)`).
-const GRACE_MIN_MS: u64 = 2000;
 
 /// A session that exists only while this server is read-only.
 struct LocalSession {
@@ -57,6 +52,9 @@ pub(super) struct ReadOnly {
     local: HashMap<SessionId, LocalSession>,
     /// Every connection granted read-only (born or resumed), to close at the end.
     conns: HashMap<SessionId, ConnRef>,
+    /// When the local sessions are next checked for expiry (every half
+    /// tick, as the ensemble's sessions are, not at every poll).
+    next_expiry_ms: u64,
 }
 
 impl Pipeline {
@@ -68,7 +66,7 @@ impl Pipeline {
         }
         let now = self.now_ms();
         if self.zab_mut().read_only.is_none() {
-            let grace_ms = GRACE_MIN_MS.max(self.cfg.tick_time_ms as u64);
+            let grace_ms = READ_ONLY_GRACE_MIN_MS.max(self.cfg.tick_time_ms as u64);
             if now < self.zab_mut().looking_since_ms + grace_ms {
                 return;
             }
@@ -84,8 +82,7 @@ impl Pipeline {
         io.queue.ring_space();
         self.expire_local_sessions(now, &mut batch);
         if !batch.is_empty() {
-            let published = self.published.clone();
-            self.publish(batch, published, None, io.outbox).await;
+            self.publish_answers(batch, io.outbox).await;
         }
     }
 
@@ -224,7 +221,12 @@ impl Pipeline {
     }
 
     fn expire_local_sessions(&mut self, now_ms: u64, batch: &mut Batch) {
+        let half_tick_ms = self.cfg.tick_time_ms as u64 / 2;
         let ro = self.ro();
+        if now_ms < ro.next_expiry_ms {
+            return;
+        }
+        ro.next_expiry_ms = now_ms + half_tick_ms;
         let expired: Vec<SessionId> = ro
             .local
             .iter()
@@ -255,8 +257,7 @@ impl Pipeline {
             ro.conns.len(),
             self.zab_mut().held.len()
         );
-        let published = self.published.clone();
-        self.publish(batch, published, None, io.outbox).await;
+        self.publish_answers(batch, io.outbox).await;
     }
 
     /// The next shard message for a serving member: those held while

@@ -410,8 +410,7 @@ impl Pipeline {
         for pending in std::mem::take(&mut self.committing) {
             abandon_batch(pending.batch, &mut batch);
         }
-        let published = self.published.clone();
-        self.publish(batch, published, None, io.outbox).await;
+        self.publish_answers(batch, io.outbox).await;
         let (last_zxid, current_epoch) = (self.tree.last_zxid(), self.zab_mut().epochs.current);
         self.zab_mut()
             .elector
@@ -441,8 +440,7 @@ impl Pipeline {
     async fn publish_abandoned(&mut self, from: Batch, io: &Io<'_>) {
         let mut batch = Batch::new(io.outbox.len(), io.bounds);
         abandon_batch(from, &mut batch);
-        let published = self.published.clone();
-        self.publish(batch, published, None, io.outbox).await;
+        self.publish_answers(batch, io.outbox).await;
     }
 
     /// Sends a reset to the log and waits for its answer (nothing else is

@@ -178,6 +178,15 @@ impl Waiters {
         });
     }
 
+    /// Answers every logged txn this server proposed or received for its
+    /// clients, with its events (a learner that became the leader commits them).
+    pub fn answer_proposed(&mut self, sessions: &SessionTable, batch: &mut Batch) {
+        for p in std::mem::take(&mut self.proposed) {
+            batch.events.extend(p.events);
+            self.answer(&p.header, p.result, p.closed_owner, sessions, batch);
+        }
+    }
+
     fn pop_pending(&mut self, id: SessionId) -> Option<Waiting> {
         let queue = self.pending.get_mut(&id)?;
         let waiting = queue.pop_front()?;
