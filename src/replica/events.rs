@@ -82,6 +82,15 @@ impl QuorumQueue {
         self.queue.borrow().is_empty()
     }
 
+    /// True when the next event is a packet of `link` whose type is one of
+    /// `types` (a learner asks whether another txn is already waiting).
+    pub fn next_is_packet(&self, link: LinkId, types: &[i32]) -> bool {
+        matches!(
+            self.queue.borrow().front(),
+            Some(QuorumEvent::Packet { link: l, packet }) if *l == link && types.contains(&packet.packet_type)
+        )
+    }
+
     /// Completes once the queue is below its bound.
     pub async fn wait_for_room(&self) {
         poll_fn(|cx| {

