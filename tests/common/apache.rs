@@ -73,12 +73,9 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Starts `QuorumPeerMain` on `cfg` in `dir` with `heap_args` (e.g.
-/// `-Xmx256m`), stdout and stderr to `log`. The child gets SIGKILL if the
-/// test process dies first; the caller's guard kills and reaps it otherwise.
-pub fn spawn_quorum_peer(dir: &Path, cfg: &Path, log: &Path, heap_args: &[&str]) -> Child {
-    let out = fs::File::create(log).expect("create log");
-    let err = out.try_clone().expect("clone log handle");
+/// `QuorumPeerMain` on `cfg` in `dir` with `heap_args`, stdin closed; the
+/// caller sets stdout and stderr.
+pub fn quorum_peer_command(dir: &Path, cfg: &Path, heap_args: &[&str]) -> Command {
     let mut cmd = Command::new("java");
     cmd.args(heap_args)
         .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
@@ -89,9 +86,18 @@ pub fn spawn_quorum_peer(dir: &Path, cfg: &Path, log: &Path, heap_args: &[&str])
         .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
         .arg(cfg)
         .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Starts `QuorumPeerMain` on `cfg` in `dir` with `heap_args` (e.g.
+/// `-Xmx256m`), stdout and stderr to `log`. The child gets SIGKILL if the
+/// test process dies first; the caller's guard kills and reaps it otherwise.
+pub fn spawn_quorum_peer(dir: &Path, cfg: &Path, log: &Path, heap_args: &[&str]) -> Child {
+    let out = fs::File::create(log).expect("create log");
+    let err = out.try_clone().expect("clone log handle");
+    let mut cmd = quorum_peer_command(dir, cfg, heap_args);
+    cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err));
     // SAFETY: prctl in the forked child before exec touches no shared state.
     unsafe {
         cmd.pre_exec(|| {

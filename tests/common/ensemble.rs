@@ -32,6 +32,8 @@ use super::fault_proxy::{FaultProxy, Mode};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on `start` electing a leader.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same with JVMs starting on a shared 2-core machine.
+const APACHE_ELECTION_TIMEOUT: Duration = Duration::from_secs(90);
 /// SIGTERM grace before SIGKILL in `stop` and on drop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Bound on one four-letter word (connect, write, read to EOF).
@@ -74,6 +76,8 @@ impl Link {
 struct Member {
     sid: usize,
     observer: bool,
+    /// Run by Apache ZooKeeper rather than Ferrokeeper.
+    apache: bool,
     dir: PathBuf,
     client_port: u16,
     quorum_port: u16,
@@ -135,11 +139,34 @@ impl Ensemble {
         ens
     }
 
+    /// As `start`, with the servers `apache` run by Apache ZooKeeper (Debian's package)
+    /// instead of Ferrokeeper: the node-by-node migration a user makes. The servers dial
+    /// each other directly, so the fault controls do not apply.
+    pub fn start_mixed(
+        participants: usize,
+        apache: &[usize],
+        extra_cfg: &[(&str, &str)],
+    ) -> Ensemble {
+        super::apache::require_install();
+        let ens = Ensemble::launch(participants, 0, extra_cfg, apache);
+        ens.wait_settled(APACHE_ELECTION_TIMEOUT);
+        ens
+    }
+
     /// Starts the servers and waits only until each answers `ruok`.
     pub fn start_unchecked(
         participants: usize,
         observers: usize,
         extra_cfg: &[(&str, &str)],
+    ) -> Ensemble {
+        Ensemble::launch(participants, observers, extra_cfg, &[])
+    }
+
+    fn launch(
+        participants: usize,
+        observers: usize,
+        extra_cfg: &[(&str, &str)],
+        apache: &[usize],
     ) -> Ensemble {
         assert!(participants >= 1, "an ensemble needs a participant");
         for (k, _) in extra_cfg {
@@ -154,7 +181,7 @@ impl Ensemble {
             .collect();
         let mut last = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
-            let mut ens = Ensemble::build(participants, observers, extra.clone());
+            let mut ens = Ensemble::build(participants, observers, extra.clone(), apache);
             match ens.launch_all() {
                 Ok(()) => return ens,
                 // A port picked as free may be taken before the server binds it; the server
@@ -171,7 +198,12 @@ impl Ensemble {
     }
 
     /// Directories, ports, proxies and configs; no process yet.
-    fn build(participants: usize, observers: usize, extra_cfg: Vec<(String, String)>) -> Ensemble {
+    fn build(
+        participants: usize,
+        observers: usize,
+        extra_cfg: Vec<(String, String)>,
+        apache: &[usize],
+    ) -> Ensemble {
         let n = participants + observers;
         // The ports stay bound until the proxies have theirs, so the kernel cannot hand a
         // proxy a port picked for a server.
@@ -186,6 +218,7 @@ impl Ensemble {
             .map(|sid| Member {
                 sid,
                 observer: sid > participants,
+                apache: apache.contains(&sid),
                 dir: super::fresh_dir(),
                 client_port: reserve(),
                 quorum_port: reserve(),
@@ -259,7 +292,11 @@ impl Ensemble {
     /// The `server.N` line for `peer` in the config of server `of`: its real ports in its own
     /// config, the proxies of link (of -> peer) in every other.
     fn server_line(&self, of: usize, peer: &Member) -> String {
-        let (quorum, election) = if peer.sid == of {
+        // Mixed ensembles dial each other directly: through a proxy, a peer's port accepts
+        // before the server behind it listens, and an Apache leader opens its quorum port
+        // only once it has decided, after ours have.
+        let direct = self.members.iter().any(|m| m.apache);
+        let (quorum, election) = if peer.sid == of || direct {
             (peer.quorum_port, peer.election_port)
         } else {
             let link = self.link(of, peer.sid);
@@ -281,11 +318,17 @@ impl Ensemble {
     /// Spawns every server, then waits for each to answer `ruok`.
     /// Err((report, whether a process exited by itself)).
     fn launch_all(&mut self) -> Result<(), (String, bool)> {
-        for sid in self.sids() {
-            self.spawn(sid);
-        }
-        for sid in self.sids() {
-            self.await_ruok(sid)?;
+        // Apache members first, up before ours: two of ours decide an election in
+        // milliseconds, long before a JVM would answer it.
+        let (apache, ours): (Vec<usize>, Vec<usize>) =
+            self.sids().partition(|&sid| self.member(sid).apache);
+        for group in [apache, ours] {
+            for &sid in &group {
+                self.spawn(sid);
+            }
+            for &sid in &group {
+                self.await_ruok(sid)?;
+            }
         }
         Ok(())
     }
@@ -304,15 +347,19 @@ impl Ensemble {
         let (stdout, mut stderr) = (log("stdout.log"), log("stderr.log"));
         // A restart appends to the same logs; the marker tells the runs apart.
         let _ = writeln!(stderr, "=== harness: starting server {sid}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"));
-        cmd.arg(m.cfg_path())
-            .current_dir(&m.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr));
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
+        let mut cmd = if m.apache {
+            super::apache::quorum_peer_command(&m.dir, &m.cfg_path(), &["-Xmx256m"])
+        } else {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"));
+            cmd.arg(m.cfg_path())
+                .current_dir(&m.dir)
+                .stdin(Stdio::null());
+            if std::env::var_os("RUST_LOG").is_none() {
+                cmd.env("RUST_LOG", "info");
+            }
+            cmd
+        };
+        cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         let child = super::spawn(cmd).unwrap_or_else(|e| panic!("spawn server {sid}: {e}"));
         super::register(child.id(), &m.dir);
         self.member_mut(sid).child = Some(child);
