@@ -72,15 +72,15 @@ fn writes_converge(ens: &Ensemble, parent: &str) {
 
 #[test]
 fn ferrokeeper_followers_of_an_apache_leader_take_concurrent_writes_and_converge() {
-    // Fresh logs everywhere: the largest sid wins the first election.
-    let ens = Ensemble::start_mixed(3, &[3], &[]);
+    // Fresh logs everywhere: the largest sid of the first two wins their election.
+    let ens = Ensemble::start_mixed(3, &[3], &[1, 3], &[]);
     assert_eq!(ens.leader(), Some(3), "{}", ens.report());
     writes_converge(&ens, "/under-apache");
 }
 
 #[test]
 fn an_apache_follower_of_our_leader_takes_concurrent_writes_and_converges() {
-    let ens = Ensemble::start_mixed(3, &[1], &[]);
+    let ens = Ensemble::start_mixed(3, &[1], &[1, 3], &[]);
     assert_eq!(ens.leader(), Some(3), "{}", ens.report());
     writes_converge(&ens, "/under-ferrokeeper");
 }

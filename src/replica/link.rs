@@ -27,6 +27,7 @@ use crate::zab::quorum_wire::{decode_quorum_packet, encode_quorum_packet, Quorum
 use crate::zab::snap_wire::encode::SnapEncoder;
 use crate::zab::snap_wire::load::SnapLoad;
 use crate::zab::snap_wire::SnapFraming;
+use crate::zab::WireError;
 
 /// Names a link for the events it reports; never reused within a process.
 pub type LinkId = u64;
@@ -36,9 +37,16 @@ pub type LinkId = u64;
 const PACKET_BYTES_MAX: usize = 3 * QUORUM_BUFFER_BYTES_MAX + 64;
 
 enum OutItem {
-    Frame(Vec<u8>),
+    Frame(Rc<[u8]>),
     /// A SNAP's body, written chunk by chunk from an immutable tree version.
     Snap(Box<SnapEncoder>),
+}
+
+/// A packet's bytes on the wire, shareable between links.
+pub fn encode_frame(packet: &QuorumPacket) -> Result<Rc<[u8]>, WireError> {
+    let mut frame = Vec::new();
+    encode_quorum_packet(packet, &mut frame)?;
+    Ok(frame.into())
 }
 
 /// The sending side of a link, owned by the pipeline.
@@ -58,9 +66,19 @@ impl LinkOut {
         if self.closed.get() {
             return false;
         }
-        let mut frame = Vec::new();
-        if let Err(e) = encode_quorum_packet(packet, &mut frame) {
-            debug!("link {}: packet not sendable: {e}", self.id);
+        match encode_frame(packet) {
+            Ok(frame) => self.send_frame(frame),
+            Err(e) => {
+                debug!("link {}: packet not sendable: {e}", self.id);
+                false
+            }
+        }
+    }
+
+    /// Queues an encoded packet (see [`encode_frame`]); the same frame can
+    /// go to every learner. False as `send`.
+    pub fn send_frame(&self, frame: Rc<[u8]>) -> bool {
+        if self.closed.get() {
             return false;
         }
         let full = self.queue.borrow().len() >= LINK_SEND_QUEUE_PACKETS_MAX

@@ -140,15 +140,18 @@ impl Ensemble {
     }
 
     /// As `start`, with the servers `apache` run by Apache ZooKeeper (Debian's package)
-    /// instead of Ferrokeeper: the node-by-node migration a user makes. The servers dial
-    /// each other directly, so the fault controls do not apply.
+    /// instead of Ferrokeeper: the node-by-node migration a user makes. The servers `first`
+    /// are started first and elect among themselves (so a test chooses who leads: a quorum
+    /// of them votes for the largest sid), then the others join. The servers dial each
+    /// other directly, so the fault controls do not apply.
     pub fn start_mixed(
         participants: usize,
         apache: &[usize],
+        first: &[usize],
         extra_cfg: &[(&str, &str)],
     ) -> Ensemble {
         super::apache::require_install();
-        let ens = Ensemble::launch(participants, 0, extra_cfg, apache);
+        let ens = Ensemble::launch(participants, 0, extra_cfg, apache, first);
         ens.wait_settled(APACHE_ELECTION_TIMEOUT);
         ens
     }
@@ -159,7 +162,7 @@ impl Ensemble {
         observers: usize,
         extra_cfg: &[(&str, &str)],
     ) -> Ensemble {
-        Ensemble::launch(participants, observers, extra_cfg, &[])
+        Ensemble::launch(participants, observers, extra_cfg, &[], &[])
     }
 
     fn launch(
@@ -167,6 +170,7 @@ impl Ensemble {
         observers: usize,
         extra_cfg: &[(&str, &str)],
         apache: &[usize],
+        first: &[usize],
     ) -> Ensemble {
         assert!(participants >= 1, "an ensemble needs a participant");
         for (k, _) in extra_cfg {
@@ -182,7 +186,7 @@ impl Ensemble {
         let mut last = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
             let mut ens = Ensemble::build(participants, observers, extra.clone(), apache);
-            match ens.launch_all() {
+            match ens.launch_all(first) {
                 Ok(()) => return ens,
                 // A port picked as free may be taken before the server binds it; the server
                 // then exits, and a new set of ports is worth a try. A hang is not retried.
@@ -315,20 +319,41 @@ impl Ensemble {
 
     // --- processes -----------------------------------------------------------------------
 
-    /// Spawns every server, then waits for each to answer `ruok`.
+    /// Spawns every server, then waits for each to answer `ruok`; the servers `first`
+    /// before the others, which start once those agree on a leader.
     /// Err((report, whether a process exited by itself)).
-    fn launch_all(&mut self) -> Result<(), (String, bool)> {
-        // Apache members first, up before ours: two of ours decide an election in
-        // milliseconds, long before a JVM would answer it.
-        let (apache, ours): (Vec<usize>, Vec<usize>) =
-            self.sids().partition(|&sid| self.member(sid).apache);
-        for group in [apache, ours] {
-            for &sid in &group {
-                self.spawn(sid);
+    fn launch_all(&mut self, first: &[usize]) -> Result<(), (String, bool)> {
+        let (first, rest): (Vec<usize>, Vec<usize>) =
+            self.sids().partition(|sid| first.contains(sid));
+        for &sid in &first {
+            self.spawn(sid);
+        }
+        for &sid in &first {
+            self.await_ruok(sid)?;
+        }
+        if !first.is_empty() {
+            let settled = |ens: &Ensemble| {
+                let modes: Vec<Option<String>> = first.iter().map(|&s| ens.mode(s)).collect();
+                let leaders = modes
+                    .iter()
+                    .filter(|m| m.as_deref() == Some("leader"))
+                    .count();
+                let followers = modes
+                    .iter()
+                    .filter(|m| m.as_deref() == Some("follower"))
+                    .count();
+                leaders == 1 && leaders + followers == first.len()
+            };
+            if !self.try_wait_until(APACHE_ELECTION_TIMEOUT, settled) {
+                let report = format!("servers {first:?} elected no leader\n{}", self.report());
+                return Err((report, false));
             }
-            for &sid in &group {
-                self.await_ruok(sid)?;
-            }
+        }
+        for &sid in &rest {
+            self.spawn(sid);
+        }
+        for &sid in &rest {
+            self.await_ruok(sid)?;
         }
         Ok(())
     }

@@ -62,6 +62,8 @@ pub(super) struct Leading {
     /// server gets SESSIONMOVED (`SessionTrackerImpl.checkSession`). A
     /// session not listed (from before this leadership) is not checked.
     owners: HashMap<SessionId, Sid>,
+    /// The last PROPOSAL's frame: encoded once, queued on every learner's link.
+    proposal_frame: Option<(i64, Rc<[u8]>)>,
 }
 
 impl Leading {
@@ -111,6 +113,7 @@ impl Pipeline {
             sid_of: HashMap::new(),
             link_of: BTreeMap::new(),
             syncs: VecDeque::new(),
+            proposal_frame: None,
             owners: HashMap::new(),
         }));
         info!("LEADING: discovery from zxid 0x{last_zxid:x}");
@@ -683,9 +686,17 @@ impl Pipeline {
                 ensemble.config_text().as_bytes(),
             )),
             Packet::UpToDate => out.send(&QuorumPacket::bare(qw::UPTODATE, -1)),
-            Packet::Proposal { zxid } => match history.get(zxid) {
-                Some(txn) => out.send(&QuorumPacket::with_data(qw::PROPOSAL, zxid, txn.to_vec())),
-                None => false,
+            Packet::Proposal { zxid } => match &leading.proposal_frame {
+                Some((at, frame)) if *at == zxid => out.send_frame(frame.clone()),
+                _ => match history.get(zxid).map(|txn| {
+                    link::encode_frame(&QuorumPacket::with_data(qw::PROPOSAL, zxid, txn.to_vec()))
+                }) {
+                    Some(Ok(frame)) => {
+                        leading.proposal_frame = Some((zxid, frame.clone()));
+                        out.send_frame(frame)
+                    }
+                    _ => false,
+                },
             },
             Packet::Commit { zxid } => out.send(&QuorumPacket::bare(qw::COMMIT, zxid)),
             Packet::Inform { zxid } => match history.get(zxid) {
