@@ -225,3 +225,53 @@ fn a_wrong_key_store_password_stops_startup_naming_key_and_file() {
         "the error names neither the key nor the file:\n{text}"
     );
 }
+
+#[test]
+fn port_unification_accepts_plaintext_and_tls_peers() {
+    let certs = QuorumCerts::new();
+    let mut keys = certs.keys();
+    keys.push(("portUnification".into(), "true".into()));
+    let extra: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ens = Ensemble::start_unchecked(3, 0, &extra);
+    ens.wait_settled(ELECTION);
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (_, election) = ens.peer_ports(1);
+    // TLS is still served...
+    let probe = certs.ca.server("probe");
+    tls_connect(local(election), client_config(&certs.ca.cert, Some(&probe)))
+        .expect("a TLS handshake on a unified port");
+    // ...and a plaintext handshake from sid 3 is kept by server 1 (the
+    // larger sid's connection) and answered in plaintext, where a TLS-only
+    // port closes it at its first bytes.
+    let hello = encode_initial_message(
+        3,
+        &ElectionAddr {
+            host: "127.0.0.1".into(),
+            port: 1,
+        },
+    )
+    .expect("handshake");
+    let mut sock = TcpStream::connect(local(election)).expect("connect");
+    sock.write_all(&hello).expect("send the handshake");
+    sock.set_read_timeout(Some(Duration::from_millis(2500)))
+        .expect("read timeout");
+    let mut buf = [0u8; 64];
+    match sock.read(&mut buf) {
+        // Kept and idle, or kept and sent our vote as a plaintext election
+        // frame (a length; not a TLS record such as an alert, 0x15).
+        Ok(n) if n >= 4 && buf[0] != 0x15 && buf[0] != 0x16 => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "the plaintext peer was not kept: {other:?}\n{}",
+            ens.report()
+        ),
+    }
+    drop(sock);
+    // The ensemble carries on.
+    let sids: Vec<usize> = ens.sids().collect();
+    ensure_node(&ens, &sids, "/unified");
+}
