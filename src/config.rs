@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use crate::limits;
-use crate::tls::TlsConfig;
+use crate::tls::{QuorumTlsConfig, TlsConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -179,6 +179,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Client TLS (`secureClientPort`, `ssl.*`).
     pub tls: TlsConfig,
+    /// Quorum TLS (`sslQuorum`, `ssl.quorum.*`, `portUnification`).
+    pub quorum_tls: QuorumTlsConfig,
     pub servers: Vec<ServerSpec>,
     pub my_id: Option<u64>,
     /// `quorumListenOnAllIPs`: the election port binds 0.0.0.0, not the
@@ -238,6 +240,7 @@ impl Default for Config {
                 ..AdminConfig::default()
             },
             tls: TlsConfig::default(),
+            quorum_tls: QuorumTlsConfig::default(),
             servers: Vec::new(),
             my_id: None,
             quorum_listen_on_all_ips: false,
@@ -270,8 +273,6 @@ const IGNORED_KEYS: &[&str] = &[
     "fsync.warningthresholdms",
     "connectToLearnerMasterLimit",
     "multiAddress.enabled",
-    "sslQuorum",
-    "portUnification",
     "snapSizeLimitInKb",
     "txnLogSizeLimitInKb",
     "commitLogCount",
@@ -320,6 +321,16 @@ impl Config {
             else {
                 continue;
             };
+            // ZooKeeper reads the quorum's TLS keys as system properties
+            // named `zookeeper.ssl.quorum.*` (QuorumX509Util's prefix).
+            let quorum_key = key.strip_prefix("zookeeper.").unwrap_or(key);
+            if let Some(applied) = self.quorum_tls.apply(quorum_key, value) {
+                applied.map_err(|reason| ConfigError::File {
+                    file: format!("${var}"),
+                    reason: format!("-D{key}: {reason}"),
+                })?;
+                continue;
+            }
             if key == "readonlymode.enabled" {
                 self.read_only_mode = parse_bool(value).map_err(|reason| ConfigError::File {
                     file: format!("${var}"),
@@ -363,6 +374,9 @@ impl Config {
             _ => key,
         };
         if let Some(applied) = self.tls.apply(key, value) {
+            return applied;
+        }
+        if let Some(applied) = self.quorum_tls.apply(key, value) {
             return applied;
         }
         match key {
@@ -630,6 +644,7 @@ fn is_known_key(key: &str) -> bool {
             | "quorumCnxnTimeoutMs"
             | "electionPortBindRetry"
     ) || crate::tls::settings::is_tls_key(key)
+        || crate::tls::quorum_settings::is_quorum_tls_key(key)
 }
 
 fn split_line(line: &str) -> Result<(&str, &str), String> {
@@ -944,9 +959,52 @@ mod tests {
     }
 
     #[test]
+    fn quorum_tls_keys_from_zoo_cfg_with_or_without_prefix_and_from_jvm_flags() {
+        let mut cfg = Config::parse(
+            "sslQuorum=true\nzookeeper.ssl.quorum.keyStore.location=/q/k.p12\n\
+             ssl.quorum.trustStore.location=/q/ca.pem\nportUnification=true\n\
+             zookeeper.ssl.quorum.hostnameVerification=false\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert!(cfg.quorum_tls.enabled && cfg.quorum_tls.port_unification);
+        assert!(!cfg.quorum_tls.tls.hostname_verification);
+        assert_eq!(
+            cfg.quorum_tls.tls.key_store.location,
+            Some(PathBuf::from("/q/k.p12"))
+        );
+        // The client keys stay the client's.
+        assert!(cfg.tls.key_store.location.is_none());
+        cfg.apply_jvm_flags(
+            "-Xmx1g -Dzookeeper.ssl.quorum.keyStore.password=pw -Dzookeeper.sslQuorumReloadCertFiles=true",
+            "SERVER_JVMFLAGS",
+        )
+        .unwrap();
+        assert_eq!(cfg.quorum_tls.tls.key_store.password, "pw");
+        assert!(cfg.quorum_tls.tls.cert_reload);
+        let err = cfg
+            .apply_jvm_flags("-Dzookeeper.ssl.quorum.clientAuth=maybe", "SERVER_JVMFLAGS")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ssl.quorum.clientAuth"), "{err}");
+        let err = Config::parse("sslQuorum=yes please\n", "zoo.cfg").unwrap_err();
+        assert!(err.to_string().contains("zoo.cfg:1: sslQuorum"), "{err}");
+    }
+
+    #[test]
+    fn tls_ensemble_preset_uses_only_keys_we_implement() {
+        let text = include_str!("../tuning/ensemble-3-tls.cfg");
+        let cfg = Config::parse(text, "tuning/ensemble-3-tls.cfg").unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert!(cfg.quorum_tls.enabled && cfg.quorum_tls.tls.cert_reload);
+        assert_eq!(cfg.servers.len(), 3);
+    }
+
+    #[test]
     fn unused_keys_are_accepted_with_one_warning_each() {
         let cfg = Config::parse(
-            "ssl.crl=true\nsslQuorum=true\nadmin.httpVersion=11\nmyCustomKey=1\n",
+            "ssl.crl=true\nquorum.auth.enableSasl=true\nadmin.httpVersion=11\nmyCustomKey=1\n",
             "zoo.cfg",
         )
         .unwrap();

@@ -278,6 +278,14 @@ pub mod quorum {
     /// Handshakes read at once on accepted election connections (one thread
     /// each); a connection beyond it is closed at once.
     pub const ELECTION_HANDSHAKES_IN_FLIGHT_MAX: usize = 16;
+    /// Ciphertext read from a TLS election connection at a time; rustls
+    /// takes it whole before the next read, so this also bounds the
+    /// plaintext buffered per connection.
+    pub const ELECTION_TLS_READ_CHUNK_BYTES: usize = 16 * 1024;
+    /// Quorum-port TLS handshakes run at once; an accept beyond it is
+    /// closed (each handshake is bounded in time by
+    /// `ssl.quorum.handshakeDetectionTimeoutMillis`).
+    pub const QUORUM_TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 16;
     /// Default `zookeeper.cnxTimeout` (ms): connecting to a peer's election port.
     pub const ELECTION_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5000;
     /// Largest configurable connect or handshake timeout (ms): a shutdown

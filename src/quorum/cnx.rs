@@ -33,8 +33,10 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 use super::ensemble::{CnxSettings, Ensemble};
 use super::send_queue::{Frame, SendQueue};
+use super::tls_stream::{self, ElectionStream};
 use super::wire_io::{self, FrameError, FrameReader};
 use crate::limits::quorum as limits;
+use crate::tls::quorum::Inbound;
 use crate::zab::election::Sid;
 use crate::zab::election_wire::{self as ew, AcceptDecision, Notification, OBSERVER_SID};
 
@@ -373,7 +375,13 @@ impl Shared {
             state.ever_connected && state.current.is_none()
         });
         match kept {
-            Ok(Some((sock, id))) => self.install(sid, sock, id, Vec::new()),
+            Ok(Some((stream, id))) => match stream.reader() {
+                Ok(reader) => self.install(sid, stream, id, reader, Vec::new()),
+                Err(e) => {
+                    tracing::warn!(sid, "cannot set up an election connection: {e}");
+                    self.close_socket(id);
+                }
+            },
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(sid, "cannot open an election connection: {e}");
@@ -384,7 +392,7 @@ impl Shared {
         }
     }
 
-    fn try_dial(&self, sid: Sid) -> io::Result<Option<(TcpStream, u64)>> {
+    fn try_dial(&self, sid: Sid) -> io::Result<Option<(ElectionStream, u64)>> {
         let member = self
             .ensemble
             .members
@@ -396,35 +404,48 @@ impl Shared {
             return Ok(None);
         };
         let result = configure(&sock, self.settings.handshake_timeout)
-            .and_then(|()| wire_io::write_all(&sock, &self.handshake));
-        if let Err(e) = result {
-            self.close_socket(id);
-            return Err(e);
-        }
+            .and_then(|()| match &self.settings.tls {
+                Some(tls) if tls.dials_tls() => tls_stream::connect(sock, tls, &member.host),
+                _ => Ok(ElectionStream::Plain(sock)),
+            })
+            .and_then(|stream| stream.write_all(&self.handshake).map(|()| stream));
+        let stream = match result {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.close_socket(id);
+                return Err(e);
+            }
+        };
         if !ew::initiator_keeps_connection(self.my_sid(), sid) {
             // The larger sid dials back once it has read our handshake.
             tracing::debug!(sid, "smaller sid: dropping our own connection");
             self.close_socket(id);
             return Ok(None);
         }
-        Ok(Some((sock, id)))
+        Ok(Some((stream, id)))
     }
 
-    /// Makes `sock` the connection to `sid`, replacing (closing) any older
-    /// one, and starts its two workers.
-    fn install(self: &Arc<Self>, sid: Sid, sock: TcpStream, id: u64, leftover: Vec<u8>) {
+    /// Makes `stream` the connection to `sid`, replacing (closing) any older
+    /// one, and starts its two workers. `reader` is the stream's (the one
+    /// the handshake was read with, on an accepted connection: a TLS
+    /// reader may hold bytes past the handshake).
+    fn install(
+        self: &Arc<Self>,
+        sid: Sid,
+        writer: ElectionStream,
+        id: u64,
+        reader: Box<dyn std::io::Read + Send>,
+        leftover: Vec<u8>,
+    ) {
         let Some(peer) = self.peers.get(&sid) else {
             self.close_socket(id);
             return;
         };
-        let (reader, writer) = match (sock.try_clone(), sock.set_read_timeout(None)) {
-            (Ok(writer), Ok(())) => (sock, writer),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(sid, "cannot set up an election connection: {e}");
-                self.close_socket(id);
-                return;
-            }
-        };
+        if let Err(e) = writer.tcp().set_read_timeout(None) {
+            tracing::warn!(sid, "cannot set up an election connection: {e}");
+            self.close_socket(id);
+            return;
+        }
         let old = {
             let mut state = peer.lock();
             let old = state.current.replace(id);
@@ -484,14 +505,14 @@ impl Shared {
         }
     }
 
-    fn send_worker(self: &Arc<Self>, sid: Sid, id: u64, sock: TcpStream) {
+    fn send_worker(self: &Arc<Self>, sid: Sid, id: u64, sock: ElectionStream) {
         if let Err(e) = self.send_frames(sid, id, &sock) {
             tracing::debug!(sid, "election send failed: {e}");
         }
         self.finish(sid, id);
     }
 
-    fn send_frames(&self, sid: Sid, id: u64, sock: &TcpStream) -> io::Result<()> {
+    fn send_frames(&self, sid: Sid, id: u64, sock: &ElectionStream) -> io::Result<()> {
         let Some(peer) = self.peers.get(&sid) else {
             return Ok(());
         };
@@ -504,7 +525,7 @@ impl Shared {
             }
         };
         if let Some(frame) = resend {
-            wire_io::write_all(sock, &frame)?;
+            sock.write_all(&frame)?;
         }
         let poll = Duration::from_millis(limits::ELECTION_SEND_POLL_INTERVAL_MS);
         loop {
@@ -525,7 +546,7 @@ impl Shared {
                         .0;
                 }
             };
-            wire_io::write_all(sock, &frame)?;
+            sock.write_all(&frame)?;
         }
     }
 
@@ -593,17 +614,29 @@ impl Shared {
 
     /// `handleConnection`: read the handshake, then keep the connection,
     /// or close it and dial back, or close it for good.
-    fn handshake(self: &Arc<Self>, mut sock: TcpStream, id: u64, from: Option<SocketAddr>) {
+    fn handshake(self: &Arc<Self>, sock: TcpStream, id: u64, from: Option<SocketAddr>) {
         let _ = sock.set_nodelay(true);
-        let (msg, leftover) =
-            match wire_io::read_handshake(&mut sock, self.settings.handshake_timeout) {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::warn!(?from, "closing an election connection: {e}");
-                    self.close_socket(id);
-                    return;
-                }
-            };
+        let opened = self
+            .secure_accept(sock, from)
+            .and_then(|stream| stream.reader().map(|reader| (stream, reader)));
+        let (stream, mut reader) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(?from, "closing an election connection: TLS: {e}");
+                self.close_socket(id);
+                return;
+            }
+        };
+        let read =
+            wire_io::read_handshake(stream.tcp(), &mut reader, self.settings.handshake_timeout);
+        let (msg, leftover) = match read {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(?from, "closing an election connection: {e}");
+                self.close_socket(id);
+                return;
+            }
+        };
         let sid = msg.sid();
         if sid == OBSERVER_SID || !self.ensemble.members.contains_key(&sid) {
             tracing::warn!(
@@ -616,12 +649,12 @@ impl Shared {
         }
         match ew::acceptor_keeps_connection(self.my_sid(), sid) {
             AcceptDecision::Keep => {
-                if let Err(e) = configure(&sock, self.settings.handshake_timeout) {
+                if let Err(e) = configure(stream.tcp(), self.settings.handshake_timeout) {
                     tracing::warn!(sid, "cannot set up an election connection: {e}");
                     self.close_socket(id);
                     return;
                 }
-                self.install(sid, sock, id, leftover)
+                self.install(sid, stream, id, reader, leftover)
             }
             AcceptDecision::CloseAndDialBack => {
                 tracing::debug!(sid, "smaller sid dialled us: closing and dialling back");
@@ -637,6 +670,27 @@ impl Shared {
                 self.close_socket(id);
             }
         }
+    }
+
+    /// The accepted socket as the stream to serve: plain without quorum
+    /// TLS; TLS with it, unless `portUnification` finds a plaintext first
+    /// byte. A plaintext dialler on a TLS-only port fails the handshake.
+    fn secure_accept(
+        &self,
+        sock: TcpStream,
+        from: Option<SocketAddr>,
+    ) -> io::Result<ElectionStream> {
+        let Some(tls) = &self.settings.tls else {
+            return Ok(ElectionStream::Plain(sock));
+        };
+        if tls.detects_plaintext() {
+            let first = tls_stream::peek_first_byte(&sock, tls.handshake_timeout())?;
+            if tls.inbound(first) == Inbound::Plain {
+                return Ok(ElectionStream::Plain(sock));
+            }
+        }
+        let from = from.ok_or_else(|| io::Error::other("the peer's address is unknown"))?;
+        tls_stream::accept(sock, tls, from.ip())
     }
 
     /// The peer thinks it has no connection to us: end ours (as Java's

@@ -89,6 +89,8 @@ pub struct CnxSettings {
     /// Tries to bind the election port, 0 = forever (`zookeeper.electionPortBindRetry`).
     pub bind_retries: u32,
     pub bind_retry_interval: Duration,
+    /// Quorum TLS (`sslQuorum`, `portUnification`); None: plaintext only.
+    pub tls: Option<std::sync::Arc<crate::tls::QuorumTls>>,
 }
 
 impl Default for CnxSettings {
@@ -102,6 +104,7 @@ impl Default for CnxSettings {
             bind_retry_interval: Duration::from_millis(
                 limits::ELECTION_PORT_BIND_RETRY_INTERVAL_MS,
             ),
+            tls: None,
         }
     }
 }

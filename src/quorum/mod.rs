@@ -19,6 +19,8 @@
 //! - [`send_queue`] the per-peer queue that drops the oldest vote when full.
 //! - [`wire_io`] the bounded blocking socket steps (bind with retries,
 //!   accept, handshake read, frame read/write).
+//! - [`tls_stream`] an election connection's bytes, plain or TLS
+//!   (`sslQuorum`), shared by its receive and send threads.
 //!
 //! Bounds are in `crate::limits::quorum`.
 
@@ -26,4 +28,5 @@ pub mod cnx;
 pub mod elector;
 pub mod ensemble;
 pub mod send_queue;
+pub mod tls_stream;
 pub mod wire_io;

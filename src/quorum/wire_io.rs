@@ -100,7 +100,8 @@ pub enum HandshakeError {
 /// (ZooKeeper sets SO_TIMEOUT for exactly this read). Returns it and the
 /// bytes read past it, which belong to the first frames.
 pub fn read_handshake(
-    sock: &mut TcpStream,
+    sock: &TcpStream,
+    input: &mut dyn Read,
     timeout: Duration,
 ) -> Result<(InitialMessage, Vec<u8>), HandshakeError> {
     let deadline = Instant::now() + timeout;
@@ -120,7 +121,7 @@ pub fn read_handshake(
             return Err(HandshakeError::TimedOut(timeout));
         }
         sock.set_read_timeout(Some(left))?;
-        match sock.read(&mut chunk) {
+        match input.read(&mut chunk) {
             Ok(0) => return Err(HandshakeError::Closed),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -145,11 +146,12 @@ pub enum FrameError {
 /// handshake, then the socket. No read timeout: an idle peer is normal
 /// (ZooKeeper's `RecvWorker` sets SO_TIMEOUT to 0); closing the socket ends it.
 pub struct FrameReader {
-    input: Chain<Cursor<Vec<u8>>, TcpStream>,
+    input: Chain<Cursor<Vec<u8>>, Box<dyn Read + Send>>,
 }
 
 impl FrameReader {
-    pub fn new(leftover: Vec<u8>, sock: TcpStream) -> FrameReader {
+    /// `sock`: the connection's plaintext (the socket, or TLS over it).
+    pub fn new(leftover: Vec<u8>, sock: Box<dyn Read + Send>) -> FrameReader {
         FrameReader {
             input: Cursor::new(leftover).chain(sock),
         }
@@ -207,7 +209,7 @@ mod tests {
         let mut leftover = one.clone();
         leftover.extend_from_slice(&two[..3]);
         write_all(&a, &two[3..]).unwrap();
-        let mut r = FrameReader::new(leftover, b);
+        let mut r = FrameReader::new(leftover, Box::new(b));
         assert_eq!(r.next_payload().unwrap(), b"one");
         assert_eq!(r.next_payload().unwrap(), b"two");
         drop(a);
@@ -218,7 +220,7 @@ mod tests {
     fn an_oversized_frame_is_refused_before_allocation() {
         let (a, b) = pair();
         write_all(&a, &(ew::ELECTION_FRAME_BYTES_MAX as u32 + 1).to_be_bytes()).unwrap();
-        let mut r = FrameReader::new(Vec::new(), b);
+        let mut r = FrameReader::new(Vec::new(), Box::new(b));
         assert!(matches!(r.next_payload(), Err(FrameError::Malformed(_))));
     }
 
@@ -232,7 +234,8 @@ mod tests {
         let mut bytes = ew::encode_initial_message(2, &addr).unwrap();
         bytes.extend_from_slice(&frame_payload(b"x").unwrap());
         write_all(&a, &bytes).unwrap();
-        let (msg, rest) = read_handshake(&mut b, Duration::from_secs(5)).unwrap();
+        let (msg, rest) =
+            read_handshake(&b.try_clone().unwrap(), &mut b, Duration::from_secs(5)).unwrap();
         assert_eq!(msg.sid(), 2);
         assert_eq!(rest, vec![0, 0, 0, 1, b'x']);
     }
@@ -242,13 +245,13 @@ mod tests {
         let (a, mut b) = pair();
         let started = Instant::now();
         assert!(matches!(
-            read_handshake(&mut b, Duration::from_millis(100)),
+            read_handshake(&b.try_clone().unwrap(), &mut b, Duration::from_millis(100)),
             Err(HandshakeError::TimedOut(_))
         ));
         assert!(started.elapsed() < Duration::from_secs(5));
         write_all(&a, &(-5i64).to_be_bytes()).unwrap();
         assert!(matches!(
-            read_handshake(&mut b, Duration::from_secs(5)),
+            read_handshake(&b.try_clone().unwrap(), &mut b, Duration::from_secs(5)),
             Err(HandshakeError::Malformed(
                 WireError::UnknownProtocolVersion(-5)
             ))

@@ -8,9 +8,8 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
 
-use glommio::net::TcpStream;
-
 use super::link::LinkId;
+use super::secure::LinkStream;
 use crate::limits::quorum::QUORUM_EVENTS_MAX;
 use crate::server::bell::Bell;
 use crate::zab::quorum_wire::QuorumPacket;
@@ -33,13 +32,13 @@ pub enum QuorumEvent {
     },
     /// A connection to this server's quorum port.
     Accepted {
-        stream: TcpStream,
+        stream: LinkStream,
     },
     /// A learner's connection to its leader, tagged with the attempt it
     /// answers (a stale attempt's socket is dropped).
     Connected {
         attempt: u64,
-        stream: TcpStream,
+        stream: LinkStream,
     },
     /// A learner could not reach its leader within its limit.
     ConnectFailed {

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
+use super::secure::LinkStream;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use glommio::net::TcpStream;
 use tracing::debug;
 
 use super::events::{QuorumEvent, QuorumQueue};
@@ -126,7 +126,7 @@ impl LinkOut {
 /// this side is a learner, so a SNAP packet is followed by a snapshot stream.
 pub fn spawn(
     id: LinkId,
-    stream: TcpStream,
+    stream: LinkStream,
     events: Rc<QuorumQueue>,
     expect_snap: bool,
 ) -> Rc<LinkOut> {
@@ -154,7 +154,7 @@ pub fn spawn(
 /// Reads packets until the connection ends; returns why it ended.
 async fn read_loop(
     id: LinkId,
-    mut reader: ReadHalf<TcpStream>,
+    mut reader: ReadHalf<LinkStream>,
     events: &QuorumQueue,
     expect_snap: bool,
 ) -> String {
@@ -215,7 +215,7 @@ async fn read_loop(
 }
 
 /// Writes queued packets, coalesced up to a chunk per socket write.
-async fn write_loop(mut writer: WriteHalf<TcpStream>, out: Rc<LinkOut>) {
+async fn write_loop(mut writer: WriteHalf<LinkStream>, out: Rc<LinkOut>) {
     let mut buf: Vec<u8> = Vec::with_capacity(LINK_IO_CHUNK_BYTES);
     while !out.closed.get() {
         let item = out.queue.borrow_mut().pop_front();
@@ -252,7 +252,7 @@ async fn write_loop(mut writer: WriteHalf<TcpStream>, out: Rc<LinkOut>) {
     out.close();
 }
 
-async fn flush(writer: &mut WriteHalf<TcpStream>, buf: &mut Vec<u8>) -> bool {
+async fn flush(writer: &mut WriteHalf<LinkStream>, buf: &mut Vec<u8>) -> bool {
     if buf.is_empty() {
         return true;
     }

@@ -9,6 +9,8 @@
 //! - [`events`] the bounded queue the tasks hand the pipeline events on.
 //! - [`history`] the logged txns kept in memory for DIFF syncs.
 //! - [`status`] the server's role for four-letter words, admin and metrics.
+//! - [`secure`] a link's byte stream, plain or TLS (`sslQuorum`), and the
+//!   bounded TLS accept and dial.
 //!
 //! [`prepare`] opens what an ensemble member needs before the executors
 //! start: the epoch files, the quorum listener and the election.
@@ -16,10 +18,12 @@
 pub mod events;
 pub mod history;
 pub mod link;
+pub mod secure;
 pub mod status;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::info;
@@ -30,6 +34,7 @@ use crate::quorum::cnx::CnxManager;
 use crate::quorum::elector::{Elector, ElectorSettings, History};
 use crate::quorum::ensemble::{CnxSettings, Ensemble};
 use crate::storage::epochs::{load_epochs, Epochs};
+use crate::tls::QuorumTls;
 use crate::zab::election::Timing as ElectionTiming;
 
 /// Everything the pipeline needs to take part in an ensemble.
@@ -41,6 +46,8 @@ pub struct ZabStart {
     pub quorum_listener: TcpListener,
     /// zoo.cfg's `peerType=observer` or `:observer` on this server's line.
     pub observer: bool,
+    /// Quorum TLS for the quorum port's links (the election has its own handle).
+    pub quorum_tls: Option<Arc<QuorumTls>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +63,16 @@ pub enum PrepareError {
     },
     #[error("cannot start the election on its port: {0}")]
     Election(std::io::Error),
+    #[error("quorum TLS: {0}")]
+    Tls(String),
 }
 
 /// Opens the epoch files, binds the quorum port and starts the election
 /// from this server's last logged zxid (the log is durable: recovery ran).
 pub fn prepare(cfg: &Config, last_zxid: i64) -> Result<ZabStart, PrepareError> {
     let ensemble = Ensemble::from_config(cfg)?;
+    // Before anything binds: a bad store is a startup error naming its key.
+    let quorum_tls = QuorumTls::load(&cfg.quorum_tls).map_err(PrepareError::Tls)?;
     let epochs = load_epochs(Path::new(&cfg.data_dir), last_zxid)?;
     let me = ensemble.me().clone();
     let host = if cfg.quorum_listen_on_all_ips {
@@ -83,8 +94,12 @@ pub fn prepare(cfg: &Config, last_zxid: i64) -> Result<ZabStart, PrepareError> {
         timing: ElectionTiming::default(),
         tick_interval: Duration::from_millis(limits::ELECTION_TICK_INTERVAL_MS),
     };
-    let (cnx, cnx_events) = CnxManager::start(ensemble.clone(), CnxSettings::from_config(cfg))
-        .map_err(PrepareError::Election)?;
+    let cnx_settings = CnxSettings {
+        tls: quorum_tls.clone(),
+        ..CnxSettings::from_config(cfg)
+    };
+    let (cnx, cnx_events) =
+        CnxManager::start(ensemble.clone(), cnx_settings).map_err(PrepareError::Election)?;
     let history = History {
         last_zxid,
         current_epoch: epochs.current,
@@ -105,5 +120,6 @@ pub fn prepare(cfg: &Config, last_zxid: i64) -> Result<ZabStart, PrepareError> {
         elector,
         epochs,
         quorum_listener,
+        quorum_tls,
     })
 }

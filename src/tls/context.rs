@@ -40,6 +40,16 @@ pub fn build(settings: &TlsConfig) -> Result<ServerConfig, String> {
             builder.with_client_cert_verifier(verifier)
         }
     };
+    let certified = own_key(settings, &provider)?;
+    Ok(builder.with_cert_resolver(Arc::new(OneCert(certified))))
+}
+
+/// The key store's chain and key, ready to be served (or, by the quorum's
+/// dialling side, presented as a client certificate).
+pub(super) fn own_key(
+    settings: &TlsConfig,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
     let material = stores::load_key_store(&settings.key_store)?;
     let file = settings
         .key_store
@@ -47,9 +57,9 @@ pub fn build(settings: &TlsConfig) -> Result<ServerConfig, String> {
         .as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let certified = certified_key(material.chain, material.key, &provider)
+    let certified = certified_key(material.chain, material.key, provider)
         .map_err(|e| format!("ssl.keyStore.location: {file}: unusable key or certificate: {e}"))?;
-    Ok(builder.with_cert_resolver(Arc::new(OneCert(Arc::new(certified)))))
+    Ok(Arc::new(certified))
 }
 
 /// The server's own chain and key, checked to belong together. rustls's
@@ -100,7 +110,7 @@ impl rustls::server::ResolvesServerCert for OneCert {
 
 /// ring's suites, narrowed to `ssl.ciphersuites` (Java names: TLS 1.3
 /// suites are `TLS_AES_...`, where rustls says `TLS13_AES_...`).
-fn provider_for(settings: &TlsConfig) -> Result<CryptoProvider, String> {
+pub(super) fn provider_for(settings: &TlsConfig) -> Result<CryptoProvider, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     let wanted: Vec<&str> = match &settings.cipher_suites {
         Some(list) => list.iter().map(String::as_str).collect(),
@@ -140,7 +150,7 @@ fn java_suite_name(suite: &rustls::SupportedCipherSuite) -> Option<String> {
 
 /// `ssl.enabledProtocols` if set, else what Java enables for `ssl.protocol`
 /// (TLSv1.3 enables TLSv1.3 and TLSv1.2; TLSv1.2 only itself).
-fn protocol_versions(
+pub(super) fn protocol_versions(
     settings: &TlsConfig,
 ) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
     let Some(list) = &settings.enabled_protocols else {
@@ -186,18 +196,8 @@ fn client_verifier(
             }
         ));
     }
-    let file = settings
-        .trust_store
-        .location
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mut roots = RootCertStore::empty();
-    for cert in stores::load_trust_store(&settings.trust_store)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("ssl.trustStore.location: {file}: unusable certificate: {e}"))?;
-    }
+    let file = trust_file(settings);
+    let roots = trust_roots(settings)?;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let builder = if auth == ClientAuth::Want {
         builder.allow_unauthenticated()
@@ -207,6 +207,27 @@ fn client_verifier(
     builder
         .build()
         .map_err(|e| format!("ssl.trustStore.location: {file}: {e}"))
+}
+
+fn trust_file(settings: &TlsConfig) -> String {
+    settings
+        .trust_store
+        .location
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The trust store's certificates as rustls trust anchors.
+pub(super) fn trust_roots(settings: &TlsConfig) -> Result<RootCertStore, String> {
+    let file = trust_file(settings);
+    let mut roots = RootCertStore::empty();
+    for cert in stores::load_trust_store(&settings.trust_store)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("ssl.trustStore.location: {file}: unusable certificate: {e}"))?;
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -1,22 +1,29 @@
 //! Client TLS on `secureClientPort`, alongside the plain port, as ZooKeeper
-//! serves both (its NettyServerCnxnFactory with `ClientX509Util`).
+//! serves both (its NettyServerCnxnFactory with `ClientX509Util`), and TLS
+//! between quorum peers (`sslQuorum`, its `QuorumX509Util`).
 //!
 //! - [`settings`] the zoo.cfg keys (`secureClientPort`, `ssl.*`).
 //! - [`stores`]   JKS, PKCS12 and PEM key and trust stores.
 //! - [`context`]  the rustls `ServerConfig` built from them (ring provider).
 //! - [`reload`]   picking up replaced store files for new connections.
 //! - [`x500`]     a certificate subject as Java prints it, the `x509` auth id.
+//! - [`quorum_settings`] the quorum's keys (`sslQuorum`, `ssl.quorum.*`, `portUnification`).
+//! - [`quorum`]   the quorum's two rustls configurations and its peer-name checks.
 //!
 //! The handshake itself runs on the shard that accepted the socket
 //! (`server::conn::serve`), bounded by `ssl.handshakeDetectionTimeoutMillis`;
 //! after it the connection is served exactly like a plain one.
 
 pub mod context;
+pub mod quorum;
+pub mod quorum_settings;
 pub mod reload;
 pub mod settings;
 pub mod stores;
 pub mod x500;
 
+pub use quorum::QuorumTls;
+pub use quorum_settings::QuorumTlsConfig;
 pub use reload::ReloadingConfig;
 pub use settings::{ClientAuth, TlsConfig, X509_SCHEME};
 

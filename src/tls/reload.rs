@@ -42,16 +42,31 @@ struct Watch {
     checked_at: Instant,
 }
 
-/// The server's TLS configuration, shared by every shard.
-pub struct ReloadingConfig {
+/// Something built from the stores and rebuilt when they change: the
+/// client port's `ServerConfig`, or the quorum's pair of configurations.
+pub struct Reloading<T> {
     settings: TlsConfig,
-    current: Mutex<Arc<ServerConfig>>,
+    build: fn(&TlsConfig) -> Result<T, String>,
+    current: Mutex<Arc<T>>,
     watch: Mutex<Watch>,
 }
 
-impl ReloadingConfig {
+/// The client port's TLS configuration, shared by every shard.
+pub type ReloadingConfig = Reloading<ServerConfig>;
+
+impl Reloading<ServerConfig> {
     /// Loads the stores; an error stops startup.
     pub fn load(settings: &TlsConfig) -> Result<ReloadingConfig, String> {
+        Reloading::load_with(settings, context::build)
+    }
+}
+
+impl<T> Reloading<T> {
+    /// Loads the stores with `build`; an error stops startup.
+    pub fn load_with(
+        settings: &TlsConfig,
+        build: fn(&TlsConfig) -> Result<T, String>,
+    ) -> Result<Reloading<T>, String> {
         let files: Vec<PathBuf> = [&settings.key_store.location, &settings.trust_store.location]
             .into_iter()
             .flatten()
@@ -60,9 +75,10 @@ impl ReloadingConfig {
         // Stamped before loading: a file replaced while it is read is seen
         // as changed at the next check.
         let stamps = files.iter().map(stamp).collect();
-        let config = context::build(settings)?;
-        Ok(ReloadingConfig {
+        let config = build(settings)?;
+        Ok(Reloading {
             settings: settings.clone(),
+            build,
             current: Mutex::new(Arc::new(config)),
             watch: Mutex::new(Watch {
                 files,
@@ -79,7 +95,7 @@ impl ReloadingConfig {
     /// The configuration for a new connection, reloaded first if a store
     /// file changed (checked at a bounded rate; a shard that finds another
     /// one checking does not wait for it).
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub fn current(&self) -> Arc<T> {
         if self.settings.cert_reload {
             self.check_files();
         }
@@ -104,7 +120,7 @@ impl ReloadingConfig {
             return;
         }
         watch.stamps = stamps;
-        match context::build(&self.settings) {
+        match (self.build)(&self.settings) {
             Ok(config) => {
                 *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
                 info!("TLS key/trust store changed: reloaded for new connections");

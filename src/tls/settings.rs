@@ -172,7 +172,8 @@ impl TlsConfig {
         )
     }
 
-    fn apply_tls_key(&mut self, key: &str, value: &str) -> Result<(), String> {
+    /// Applies a key `is_tls_key` accepts; the error is the reason only.
+    pub(super) fn apply_tls_key(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
             "secureClientPort" => self.secure_client_port = Some(parse_port(value)?),
             "secureClientPortAddress" => {
@@ -227,7 +228,7 @@ fn parse_port(value: &str) -> Result<u16, String> {
 }
 
 /// Java's `Boolean.parseBoolean`-like reading, but a typo is an error.
-fn parse_bool(value: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" => Ok(true),
         "false" | "no" => Ok(false),

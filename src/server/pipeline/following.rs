@@ -26,6 +26,7 @@ use crate::proto::jute::Reader;
 use crate::proto::{ErrorCode, Id, Request, SessionId};
 use crate::replica::events::QuorumEvent;
 use crate::replica::link::{self, LinkId, LinkOut};
+use crate::replica::secure::{self, LinkStream};
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
 use crate::server::log::{Reset, ResetDone};
@@ -34,6 +35,7 @@ use crate::server::messages::{
     WriteReply,
 };
 use crate::session::{ConnRef, Passwords, SessionTable};
+use crate::tls::QuorumTls;
 use crate::tree::{TxnHeader, TxnOp, TxnResult};
 use crate::zab::election::Sid;
 use crate::zab::leader::LearnerKind;
@@ -127,8 +129,9 @@ impl Pipeline {
             .ensemble
             .members
             .get(&leader)
-            .map(|m| m.quorum_socket_addr());
+            .map(|m| (m.quorum_socket_addr(), m.host.clone()));
         let events = zab.events.clone();
+        let tls = zab.quorum_tls.clone();
         let carried = zab.carried.take().unwrap_or_default();
         zab.role = Role::Following(Box::new(Following {
             leader,
@@ -147,8 +150,10 @@ impl Pipeline {
         info!("{}: connecting to leader {leader}", role_name(kind));
         glommio::spawn_local(async move {
             let event = match addr {
-                Some(Ok(addr)) => connect(attempt, addr, deadline).await,
-                Some(Err(e)) => QuorumEvent::ConnectFailed {
+                Some((Ok(addr), host)) => {
+                    connect(attempt, addr, deadline, tls.as_deref(), &host).await
+                }
+                Some((Err(e), _)) => QuorumEvent::ConnectFailed {
                     attempt,
                     why: format!("cannot resolve the leader's address: {e}"),
                 },
@@ -162,7 +167,7 @@ impl Pipeline {
         .detach();
     }
 
-    pub(super) async fn on_connected(&mut self, attempt: u64, stream: TcpStream, io: &Io<'_>) {
+    pub(super) async fn on_connected(&mut self, attempt: u64, stream: LinkStream, io: &Io<'_>) {
         let now = self.now_ms();
         let timing = self.learner_timing();
         let last_logged = self.tree.last_zxid();
@@ -882,13 +887,30 @@ fn role_name(kind: LearnerKind) -> &'static str {
 
 /// Connects to the leader's quorum port, retrying until `within` ends (the
 /// leader may still be opening its port).
-async fn connect(attempt: u64, addr: std::net::SocketAddr, within: Duration) -> QuorumEvent {
+/// Connects to the leader's quorum port, retrying until `within`; then
+/// TLS over it with `sslQuorum` (a failed handshake is not retried here:
+/// the learner's next attempt dials again).
+async fn connect(
+    attempt: u64,
+    addr: std::net::SocketAddr,
+    within: Duration,
+    tls: Option<&QuorumTls>,
+    host: &str,
+) -> QuorumEvent {
     let started = std::time::Instant::now();
     let retry = Duration::from_millis(qlimits::LEARNER_CONNECT_RETRY_MS);
     loop {
         let left = within.saturating_sub(started.elapsed());
         match TcpStream::connect_timeout(addr, left.max(retry)).await {
-            Ok(stream) => return QuorumEvent::Connected { attempt, stream },
+            Ok(stream) => {
+                return match secure::connect(stream, tls, host).await {
+                    Ok(stream) => QuorumEvent::Connected { attempt, stream },
+                    Err(why) => QuorumEvent::ConnectFailed {
+                        attempt,
+                        why: format!("{addr}: {why}"),
+                    },
+                }
+            }
             Err(e) if started.elapsed() + retry >= within => {
                 return QuorumEvent::ConnectFailed {
                     attempt,

@@ -14,7 +14,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
 use tracing::{debug, error, info, warn};
 
 use super::roles::{Forwarded, Io, Role};
@@ -23,6 +22,7 @@ use crate::limits::quorum as qlimits;
 use crate::proto::jute::Reader;
 use crate::proto::{perms, Acl, ErrorCode, Id, SessionId};
 use crate::replica::link::{self, LinkId, LinkOut};
+use crate::replica::secure::LinkStream;
 use crate::replica::status::Mode;
 use crate::server::batch::Batch;
 use crate::server::inbox::Inbox;
@@ -120,7 +120,7 @@ impl Pipeline {
         self.leader_actions(actions, io).await;
     }
 
-    pub(super) fn adopt_learner_link(&mut self, stream: TcpStream) {
+    pub(super) fn adopt_learner_link(&mut self, stream: LinkStream) {
         let id = self.zab_mut().next_id();
         let events = self.zab_mut().events.clone();
         let leading = self.leading();

@@ -31,6 +31,7 @@ use crate::quorum::ensemble::Ensemble;
 use crate::replica::events::{QuorumEvent, QuorumQueue};
 use crate::replica::history::TxnHistory;
 use crate::replica::link::LinkId;
+use crate::replica::secure::{Admission, LinkStream};
 use crate::replica::status::Mode;
 use crate::replica::ZabStart;
 use crate::server::batch::{Batch, BatchBounds};
@@ -97,7 +98,9 @@ pub(super) struct Zab {
     pub replay: VecDeque<crate::server::messages::WriteMsg>,
     /// Quorum-port connections accepted while LOOKING: a learner may have
     /// heard the decision first; its link is adopted if we lead.
-    pub early_links: Vec<glommio::net::TcpStream>,
+    pub early_links: Vec<LinkStream>,
+    /// Quorum TLS (`sslQuorum`); None: plaintext links.
+    pub quorum_tls: Option<std::sync::Arc<crate::tls::QuorumTls>>,
     /// When this server last became LOOKING (pipeline clock, ms).
     pub looking_since_ms: u64,
     /// Read-only mode, while it serves (see `read_only`).
@@ -120,6 +123,7 @@ impl Zab {
             last_tick_ms: 0,
             forwarded: VecDeque::new(),
             early_links: Vec::new(),
+            quorum_tls: start.quorum_tls,
             carried: None,
             replay: VecDeque::new(),
             looking_since_ms: 0,
@@ -185,7 +189,8 @@ impl Pipeline {
         status.replica.set_voters(zab.ensemble.voters().len());
         status.replica.set_mode(Mode::Looking, None);
         if let Some(listener) = zab.listener.take() {
-            glommio::spawn_local(accept_loop(listener, zab.events.clone())).detach();
+            let admission = Admission::new(zab.quorum_tls.clone());
+            glommio::spawn_local(accept_loop(listener, zab.events.clone(), admission)).detach();
         }
         info!("LOOKING: electing a leader from zxid 0x{last_zxid:x}");
     }
@@ -353,7 +358,7 @@ impl Pipeline {
         }
     }
 
-    fn on_accepted(&mut self, stream: glommio::net::TcpStream) {
+    fn on_accepted(&mut self, stream: LinkStream) {
         let zab = self.zab_mut();
         match &zab.role {
             Role::Leading(_) => self.adopt_learner_link(stream),
@@ -623,15 +628,20 @@ pub(super) fn abandon_batch(from: Batch, into: &mut Batch) {
     }
 }
 
-/// Hands every connection to this server's quorum port to the pipeline.
-async fn accept_loop(listener: std::net::TcpListener, events: Rc<QuorumQueue>) {
+/// Hands every connection to this server's quorum port to the pipeline (TLS ones
+/// after their handshake).
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    events: Rc<QuorumQueue>,
+    admission: Admission,
+) {
     use std::os::fd::{FromRawFd, IntoRawFd};
     // SAFETY: the fd comes from a bound std listener this task now owns.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                events.push(QuorumEvent::Accepted { stream });
+                admission.admit(stream, &events);
                 events.wait_for_room().await;
             }
             Err(e) => {
