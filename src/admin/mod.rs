@@ -287,7 +287,10 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         "dump" => dump(src, &mut put),
         "watches" => {
             let g = src.gather.gather_blocking();
-            put("session_id_to_watched_paths", keyed(gather::by_session(&g.watches)));
+            put(
+                "session_id_to_watched_paths",
+                keyed(gather::by_session(&g.watches)),
+            );
         }
         "watches_by_path" => {
             let g = src.gather.gather_blocking();
@@ -347,7 +350,10 @@ fn set_trace_mask(src: &AdminSources, query: &str, put: &mut impl FnMut(&str, Va
         .find(|(k, _)| *k == "traceMask")
         .map(|(_, v)| percent_decode(v));
     let Some(arg) = arg else {
-        put("error", json!("setTraceMask requires long traceMask argument"));
+        put(
+            "error",
+            json!("setTraceMask requires long traceMask argument"),
+        );
         return;
     };
     match arg.parse::<i64>() {

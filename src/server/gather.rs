@@ -76,7 +76,11 @@ impl ShardGather {
     /// answered by this shard.
     pub fn answer_if_asked(&self, shard: &Shard) {
         let asked = self.asked.load(Acquire);
-        if self.lock().get(shard.index).is_none_or(|a| a.generation >= asked) {
+        if self
+            .lock()
+            .get(shard.index)
+            .is_none_or(|a| a.generation >= asked)
+        {
             return;
         }
         let answer = shard_answer(shard, asked, self.shards());
