@@ -119,6 +119,9 @@ pub struct ServerSpec {
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The config file's text as read at start (the AdminServer's
+    /// `initial_configuration`); None when not loaded from a file.
+    pub initial_config: Option<String>,
     pub tick_time_ms: u32,
     pub init_limit_ticks: u32,
     pub sync_limit_ticks: u32,
@@ -202,6 +205,7 @@ impl Default for Config {
     fn default() -> Self {
         let tick_time_ms = 2000;
         Config {
+            initial_config: None,
             tick_time_ms,
             init_limit_ticks: 10,
             sync_limit_ticks: 5,
@@ -254,7 +258,7 @@ impl Default for Config {
 
 /// Environment variables whose `-D` flags are read (zkServer.sh passes both
 /// to the server's JVM, `SERVER_JVMFLAGS` last, so it wins).
-const JVM_FLAGS_VARS: &[&str] = &["JVMFLAGS", "SERVER_JVMFLAGS"];
+pub(crate) const JVM_FLAGS_VARS: &[&str] = &["JVMFLAGS", "SERVER_JVMFLAGS"];
 
 /// Keys ZooKeeper knows that we accept and ignore (with one warning each).
 const IGNORED_KEYS: &[&str] = &[
@@ -303,6 +307,7 @@ impl Config {
             reason: e.to_string(),
         })?;
         let mut cfg = Config::parse(&text, &file)?;
+        cfg.initial_config = Some(text);
         for var in JVM_FLAGS_VARS {
             if let Ok(flags) = std::env::var(var) {
                 cfg.apply_jvm_flags(&flags, var)?;

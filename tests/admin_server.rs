@@ -395,3 +395,109 @@ fn admin_port_in_use_stops_startup() {
     assert!(stderr.contains("cannot start the AdminServer"), "{stderr}");
     drop(taken);
 }
+
+/// Clients enough that, spread by the kernel over the test server's two
+/// shards, some land on each (all on one: 1 in 2^7).
+const WATCHING_CLIENTS: usize = 8;
+
+/// `watches`, `watches_by_path` and `dump` (and the `wchc`/`wchp` four-letter
+/// words) list the watches and ephemerals of sessions on every shard, with
+/// ZooKeeper's keys: session ids as decimal keys, paths and ids in arrays.
+#[test]
+fn watches_and_dump_cover_every_shard() {
+    if common::is_apache() {
+        return;
+    }
+    use common::raw::{self, op};
+    let (server, admin) = start_with_admin();
+    let mut clients: Vec<raw::Conn> = (0..WATCHING_CLIENTS).map(|_| server.raw()).collect();
+    let mut expected = Vec::new();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let path = format!("/watched-{i}");
+        // exists on a missing node leaves a data watch.
+        let (_, reply) = client.call(op::EXISTS, &raw::path_watch(&path, true));
+        assert_eq!(reply.err, raw::err::NO_NODE);
+        expected.push((client.session_id(), path));
+    }
+    let eph = "/eph-0";
+    let body = raw::create_body(eph, b"", &raw::Acl::world_all(), 1);
+    assert_eq!(clients[0].call(op::CREATE, &body).1.err, raw::err::OK);
+
+    let watches = command(admin, "wchc", "watches");
+    let by_session = watches["session_id_to_watched_paths"]
+        .as_object()
+        .expect("object");
+    let by_path = command(admin, "wchp", "watches_by_path");
+    let by_path = by_path["path_to_session_ids"].as_object().expect("object");
+    for (session, path) in &expected {
+        let paths = &by_session[&session.to_string()];
+        assert_eq!(paths, &serde_json::json!([path]), "{by_session:?}");
+        assert_eq!(by_path[path], serde_json::json!([session]), "{by_path:?}");
+    }
+    let dump = command(admin, "dump", "dump");
+    assert!(dump["expiry_time_to_session_ids"].is_object(), "{dump:?}");
+    let ephemerals = dump["session_id_to_ephemeral_paths"]
+        .as_object()
+        .expect("object");
+    let first = expected[0].0.to_string();
+    assert_eq!(ephemerals[&first], serde_json::json!([eph]), "{dump:?}");
+
+    // Each four-letter connection lands on some shard; every answer must
+    // list every session's watch, whichever shard answered.
+    for _ in 0..WATCHING_CLIENTS {
+        let wchc = server.four_letter("wchc");
+        let wchp = server.four_letter("wchp");
+        for (session, path) in &expected {
+            let session = format!("0x{session:x}");
+            assert!(wchc.contains(&format!("{session}\n\t{path}\n")), "{wchc}");
+            assert!(wchp.contains(&format!("{path}\n\t{session}\n")), "{wchp}");
+        }
+    }
+    drop(clients);
+}
+
+/// The commands that need no data: trace mask get/set (with ZooKeeper's
+/// errors), system properties, the initial configuration, and what a
+/// standalone server answers to the ensemble commands.
+#[test]
+fn trace_mask_properties_and_standalone_ensemble_answers() {
+    if common::is_apache() {
+        return;
+    }
+    let (_server, admin) = start_with_admin();
+    let mask = command(admin, "gtmk", "get_trace_mask");
+    assert_eq!(mask["tracemask"], Value::from(306), "{mask:?}");
+    let set = command(admin, "stmk?traceMask=42", "set_trace_mask");
+    assert_eq!(set["tracemask"], Value::from(42), "{set:?}");
+    let mask = command(admin, "get_trace_mask", "get_trace_mask");
+    assert_eq!(mask["tracemask"], Value::from(42), "{mask:?}");
+    let (_, _, body) = get(admin, "/commands/stmk?traceMask=x");
+    let bad: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        bad["error"],
+        "setTraceMask requires long traceMask argument, got x"
+    );
+
+    let sysp = command(admin, "sysp", "system_properties");
+    assert_eq!(sysp["os.name"], "Linux", "{sysp:?}");
+    assert!(sysp.values().all(|v| v.is_string() || v.is_null()));
+    let icfg = command(admin, "icfg", "initial_configuration");
+    let text = icfg["initial_configuration"].as_str().expect("string");
+    assert!(text.contains("admin.serverPort"), "{text}");
+
+    let lead = get_json(admin, "lead");
+    assert_eq!(lead["command"], "leader");
+    assert_eq!(lead["error"], "server is not initialized");
+    let vv = command(admin, "voting_view", "voting_view");
+    assert_eq!(vv["current_config"], serde_json::json!({}));
+    let zab = command(admin, "zabstate", "zabstate");
+    assert_eq!(zab["voting"], Value::from(false));
+    assert_eq!(zab["zabstate"], "");
+    command(admin, "orst", "observer_connection_stat_reset");
+}
+
+fn get_json(addr: SocketAddr, name: &str) -> Value {
+    let (status, _, body) = get(addr, &format!("/commands/{name}"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}

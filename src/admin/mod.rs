@@ -6,12 +6,19 @@
 //!
 //! Like `/metrics` it runs on threads of its own (`crate::http`) and reads
 //! only what the server publishes for other threads: [`ServerStats`]'
-//! atomics, the tree's [`TreeGauges`] and the configuration. None of the
-//! commands served here requires auth in ZooKeeper 3.9 (only snapshot and
-//! restore do, and they are not served).
+//! atomics, the tree's [`TreeGauges`] and the configuration, and, for what
+//! only shards hold (watches, ephemerals), the bounded cross-shard gather
+//! ([`ShardGather`]). None of the commands served here requires auth in
+//! ZooKeeper 3.9 (only snapshot and restore do, and they are not served;
+//! nor are `hash`, whose digests Ferrokeeper does not keep, and
+//! `observers`, whose per-observer details the leader does not publish).
+
+mod peer;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +30,7 @@ use crate::http::{self, percent_decode, status_only, Bounds, HttpServer, Request
 use crate::limits::admin as bounds;
 use crate::metrics::TreeGauges;
 use crate::ops;
+use crate::server::gather::{self, ShardGather};
 use crate::server::registry::ConnRegistry;
 use crate::server::snapshot_info::LastSnapshot;
 use crate::server::stats::ServerStats;
@@ -38,7 +46,18 @@ pub struct AdminSources {
     /// Every shard's connections (`cons`, `stat`, `crst`).
     pub registry: Arc<ConnRegistry>,
     pub last_snapshot: Arc<LastSnapshot>,
+    /// Every shard's watches and the tree's ephemerals (`watches`,
+    /// `watches_by_path`, `dump`).
+    pub gather: Arc<ShardGather>,
+    /// `get_trace_mask`/`set_trace_mask`'s mask (Ferrokeeper traces by
+    /// `RUST_LOG`, so the mask is kept and reported, as ZooTrace's is, and
+    /// changes no output).
+    pub trace_mask: Arc<AtomicI64>,
 }
+
+/// ZooTrace's initial mask: client requests, server packets, sessions and
+/// warnings (`CLIENT_REQUEST | SERVER_PACKET | SESSION | WARNING`).
+pub const DEFAULT_TRACE_MASK: i64 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 8);
 
 /// The commands served: ZooKeeper's primary name first, then its aliases.
 pub const COMMANDS: &[&[&str]] = &[
@@ -46,15 +65,38 @@ pub const COMMANDS: &[&[&str]] = &[
     &["connection_stat_reset", "crst"],
     &["connections", "cons"],
     &["dirs"],
+    &["dump"],
     &["environment", "env", "envi"],
+    &["get_trace_mask", "gtmk"],
+    &["initial_configuration", "icfg"],
     &["is_read_only", "isro"],
     &["last_snapshot", "lsnp"],
+    &["leader", "lead"],
     &["monitor", "mntr"],
+    &["observer_connection_stat_reset", "orst"],
     &["ruok"],
     &["server_stats", "srvr"],
+    &["set_trace_mask", "stmk"],
     &["stat_reset", "srst"],
     &["stats", "stat"],
+    &["system_properties", "sysp"],
+    &["voting_view"],
     &["watch_summary", "wchs"],
+    &["watches", "wchc"],
+    &["watches_by_path", "wchp"],
+    &["zabstate"],
+];
+
+/// The commands ZooKeeper runs without a serving server
+/// (`Command.isServerRequired` false); the rest answer
+/// `ZK_NOT_SERVING` while an ensemble member has no leader.
+const SERVER_NOT_REQUIRED: &[&str] = &[
+    "environment",
+    "get_trace_mask",
+    "monitor",
+    "set_trace_mask",
+    "system_properties",
+    "zabstate",
 ];
 
 /// ZooKeeper's `JsonOutputter` content type.
@@ -116,7 +158,7 @@ fn respond(req: &Request, src: &AdminSources) -> Vec<u8> {
         }
         return http::reply(200, "OK", "", body.as_bytes(), with_body);
     }
-    let body = run_command(&name, src);
+    let body = run_command(&name, req.query, src);
     let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
     text.push('\n');
     // ZooKeeper answers an unknown command with 200 and its `error` set.
@@ -126,7 +168,7 @@ fn respond(req: &Request, src: &AdminSources) -> Vec<u8> {
 /// One command's response map (`CommandResponse.toMap`): `command` (its
 /// primary name, whatever alias was asked; the name as asked when unknown),
 /// `error` (null unless it failed), then its own keys.
-pub fn run_command(name: &str, src: &AdminSources) -> Value {
+pub fn run_command(name: &str, query: &str, src: &AdminSources) -> Value {
     let primary = COMMANDS
         .iter()
         .find(|names| names.contains(&name))
@@ -139,12 +181,18 @@ pub fn run_command(name: &str, src: &AdminSources) -> Value {
     };
     out.insert("command".into(), json!(primary));
     out.insert("error".into(), Value::Null);
-    let data = command_data(primary, src);
+    let serving = src.stats.replica.mode() != crate::replica::status::Mode::Looking;
+    if !serving && !SERVER_NOT_REQUIRED.contains(&primary) {
+        let not_serving = "This ZooKeeper instance is not currently serving requests";
+        out.insert("error".into(), json!(not_serving));
+        return Value::Object(out);
+    }
+    let data = command_data(primary, query, src);
     out.extend(data);
     Value::Object(out)
 }
 
-fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
+fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, Value> {
     let cfg = &src.cfg;
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -236,6 +284,31 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
                 put("secure_connections", json!(src.registry.json(true, true)));
             }
         }
+        "dump" => dump(src, &mut put),
+        "watches" => {
+            let g = src.gather.gather_blocking();
+            put(
+                "session_id_to_watched_paths",
+                keyed(gather::by_session(&g.watches)),
+            );
+        }
+        "watches_by_path" => {
+            let g = src.gather.gather_blocking();
+            put("path_to_session_ids", json!(gather::by_path(&g.watches)));
+        }
+        "get_trace_mask" => put("tracemask", json!(src.trace_mask.load(Relaxed))),
+        "set_trace_mask" => set_trace_mask(src, query, &mut put),
+        "initial_configuration" => put("initial_configuration", json!(cfg.initial_config)),
+        "system_properties" => {
+            for (key, value) in system_properties() {
+                put(&key, json!(value));
+            }
+        }
+        // Ferrokeeper keeps no per-observer connection counters to reset.
+        "observer_connection_stat_reset" => {}
+        "leader" => peer::leader(src, &mut put),
+        "voting_view" => peer::voting_view(src, &mut put),
+        "zabstate" => peer::zabstate(src, tree_counts(&src.tree).last_zxid, &mut put),
         "watch_summary" => {
             let t = src.stats.totals();
             put("num_connections", json!(t.watching_connections));
@@ -245,6 +318,87 @@ fn command_data(primary: &str, src: &AdminSources) -> Map<String, Value> {
         _ => {}
     }
     m
+}
+
+/// `DumpCommand`: the sessions by expiry time, and every session's
+/// ephemerals (from the gather: the admin threads hold no tree).
+/// `expiry_time_to_session_ids` stays empty: the session table lives on
+/// the pipeline executor, which the gather does not reach.
+fn dump(src: &AdminSources, put: &mut impl FnMut(&str, Value)) {
+    let g = src.gather.gather_blocking();
+    put("expiry_time_to_session_ids", json!({}));
+    put(
+        "session_id_to_ephemeral_paths",
+        keyed(gather::ephemerals_by_session(&g.ephemerals)),
+    );
+}
+
+/// A map keyed by session id as Jackson writes a `Map<Long, _>`: decimal keys.
+fn keyed<V: Into<Value>>(m: std::collections::BTreeMap<i64, V>) -> Value {
+    let obj: Map<String, Value> = m
+        .into_iter()
+        .map(|(id, v)| (id.to_string(), v.into()))
+        .collect();
+    Value::Object(obj)
+}
+
+/// `SetTraceMaskCommand`: `?traceMask=<long>`, with ZooKeeper's errors.
+fn set_trace_mask(src: &AdminSources, query: &str, put: &mut impl FnMut(&str, Value)) {
+    let arg = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "traceMask")
+        .map(|(_, v)| percent_decode(v));
+    let Some(arg) = arg else {
+        put(
+            "error",
+            json!("setTraceMask requires long traceMask argument"),
+        );
+        return;
+    };
+    match arg.parse::<i64>() {
+        Ok(mask) => {
+            src.trace_mask.store(mask, Relaxed);
+            put("tracemask", json!(mask));
+        }
+        Err(_) => put(
+            "error",
+            json!(format!(
+                "setTraceMask requires long traceMask argument, got {arg}"
+            )),
+        ),
+    }
+}
+
+/// `SystemPropertiesCommand`, sorted: the JVM properties that have a
+/// meaning here, and the `-Dkey=value` flags of `JVMFLAGS`/`SERVER_JVMFLAGS`
+/// (which zkServer.sh passes as system properties).
+fn system_properties() -> std::collections::BTreeMap<String, String> {
+    let mut props = std::collections::BTreeMap::new();
+    let cwd = std::env::current_dir().map(|p| p.display().to_string());
+    props.insert("os.name".into(), capitalised(std::env::consts::OS));
+    props.insert("os.arch".into(), std::env::consts::ARCH.to_string());
+    props.insert("user.dir".into(), cwd.unwrap_or_default());
+    props.insert("file.separator".into(), "/".into());
+    props.insert("path.separator".into(), ":".into());
+    props.insert("line.separator".into(), "\n".into());
+    for var in crate::config::JVM_FLAGS_VARS {
+        let flags = std::env::var(var).unwrap_or_default();
+        for flag in flags.split_whitespace() {
+            if let Some((k, v)) = flag.strip_prefix("-D").and_then(|kv| kv.split_once('=')) {
+                props.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    props
+}
+
+/// Java's `os.name` is "Linux", not "linux".
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn tree_counts(g: &TreeGauges) -> ops::TreeCounts {
@@ -291,26 +445,38 @@ mod tests {
             client_buffer_limit_bytes: 1 << 20,
             registry: Arc::new(ConnRegistry::default()),
             last_snapshot: Arc::new(LastSnapshot::default()),
+            gather: Arc::new(ShardGather::new(1)),
+            trace_mask: Arc::new(AtomicI64::new(DEFAULT_TRACE_MASK)),
         }
     }
 
     #[test]
     fn every_response_has_command_and_error() {
         let src = sources();
-        for names in COMMANDS {
+        // Left out: those that answer an error here (a standalone `leader`,
+        // `set_trace_mask` without its argument) and those that gather from
+        // shards, which this test has none of (tests/admin_server.rs runs them).
+        let skipped = [
+            "leader",
+            "set_trace_mask",
+            "watches",
+            "watches_by_path",
+            "dump",
+        ];
+        for names in COMMANDS.iter().filter(|n| !skipped.contains(&n[0])) {
             for name in names.iter() {
-                let v = run_command(name, &src);
+                let v = run_command(name, "", &src);
                 assert_eq!(v["command"], json!(names[0]), "{v}");
                 assert!(v["error"].is_null(), "{v}");
             }
         }
-        let v = run_command("nope", &src);
+        let v = run_command("nope", "", &src);
         assert_eq!(v["error"], json!("Unknown command: nope"));
     }
 
     #[test]
     fn mntr_values_keep_their_types() {
-        let v = run_command("mntr", &sources());
+        let v = run_command("mntr", "", &sources());
         assert!(v["version"].is_string(), "{v}");
         assert!(v["znode_count"].is_u64(), "{v}");
         assert!(v["avg_latency"].is_number(), "{v}");

@@ -20,7 +20,7 @@ pub fn version_line() -> String {
 }
 
 /// The reply to `word`, or the whitelist refusal. The connection closes after it.
-pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
+pub async fn four_letter_reply(word: &str, shard: &Shard) -> String {
     if !shard.cfg.four_letter_whitelist.allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
@@ -46,7 +46,7 @@ pub fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "envi" => envi(shard),
         "mntr" => mntr(shard, &totals),
         "wchs" => wchs(&totals),
-        "wchc" | "wchp" => wch_paths(shard, word == "wchc"),
+        "wchc" | "wchp" => wch_paths(shard, word == "wchc").await,
         "dump" => dump(shard),
         "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
         "isro" => isro(shard).to_string(),
@@ -289,42 +289,43 @@ fn wchs(t: &Totals) -> String {
     )
 }
 
-/// wchc (by session) and wchp (by path), for this shard's connections.
-fn wch_paths(shard: &Shard, by_session: bool) -> String {
-    let watches = shard.watches.borrow();
-    let conns = shard.conns.borrow();
-    let session_of = |id: u64| conns.get(&id).map_or(0, |c| c.session_id.get());
-    let mut s = String::new();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for (path, watchers) in watches.paths() {
-        for watcher in watchers {
-            pairs.push((path.to_string(), format!("0x{:x}", session_of(watcher))));
-        }
-    }
+/// wchc (by session) and wchp (by path), as ZooKeeper's
+/// `WatchManager.dumpWatches` prints them, for every shard's connections
+/// (gathered: each shard's watch registry belongs to its executor).
+async fn wch_paths(shard: &Shard, by_session: bool) -> String {
+    let poll = crate::limits::admin::GATHER_POLL_INTERVAL;
+    let gathered = shard.gather.gather_from(shard, poll).await;
     if by_session {
-        pairs.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-        let mut last = String::new();
-        for (path, session) in pairs {
-            if session != last {
-                let _ = writeln!(s, "{session}");
-                last = session;
-            }
-            let _ = writeln!(s, "\t{path}");
-        }
+        wchc_text(&gathered.watches)
     } else {
-        pairs.sort();
-        let mut last = String::new();
-        for (path, session) in pairs {
-            if path != last {
-                let _ = writeln!(s, "{path}");
-                last = path;
-            }
-            let _ = writeln!(s, "\t{session}");
+        wchp_text(&gathered.watches)
+    }
+}
+
+fn wchc_text(pairs: &[(std::sync::Arc<str>, i64)]) -> String {
+    let mut s = String::new();
+    for (session, paths) in crate::server::gather::by_session(pairs) {
+        let _ = writeln!(s, "0x{session:x}");
+        for path in paths {
+            let _ = writeln!(s, "\t{path}");
         }
     }
     s
 }
 
+fn wchp_text(pairs: &[(std::sync::Arc<str>, i64)]) -> String {
+    let mut s = String::new();
+    for (path, sessions) in crate::server::gather::by_path(pairs) {
+        let _ = writeln!(s, "{path}");
+        for session in sessions {
+            let _ = writeln!(s, "\t0x{session:x}");
+        }
+    }
+    s
+}
+
+/// Every shard serves the same tree, so this shard's version has every
+/// session's ephemerals.
 fn dump(shard: &Shard) -> String {
     let version = shard.version.borrow();
     let mut s = format!(

@@ -630,7 +630,7 @@ async fn handshake(
         None => return Err("no handshake within the timeout".to_string()),
         Some(Ok(FirstFrame::Closed)) => return Ok(None),
         Some(Ok(FirstFrame::FourLetterWord(word))) => {
-            let text = crate::ops::four_letter_reply(word, shard);
+            let text = crate::ops::four_letter_reply(word, shard).await;
             let _ = writer.write_all(text.as_bytes()).await;
             let _ = writer.close().await;
             return Ok(None);

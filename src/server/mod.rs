@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bell;
 pub mod conn;
+pub mod gather;
 pub mod inbox;
 pub mod log;
 pub mod messages;
@@ -61,6 +62,8 @@ pub struct SharedState {
     pub tree_gauges: Arc<TreeGauges>,
     /// The newest snapshot on disk (`last_snapshot`).
     pub last_snapshot: Arc<LastSnapshot>,
+    /// The cross-shard gather of watches and ephemerals (wchc, wchp, dump).
+    pub gather: Arc<gather::ShardGather>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +185,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         published_zxid: Arc::new(AtomicI64::new(0)),
         tree_gauges: Arc::new(TreeGauges::default()),
         last_snapshot: Arc::new(LastSnapshot::default()),
+        gather: Arc::new(gather::ShardGather::new(shards)),
     });
     shared.stats.log.db_init_us.record_shared(recovery_us);
     // The recovered tree's counts until the first commit replaces them.
@@ -317,6 +321,10 @@ fn start_admin(cfg: &Arc<Config>, shared: &SharedState) -> Result<Option<AdminSe
         client_buffer_limit_bytes: (cfg.client_buffer_bytes() / cfg.shards() * cfg.shards()) as u64,
         registry: shared.registry.clone(),
         last_snapshot: shared.last_snapshot.clone(),
+        gather: shared.gather.clone(),
+        trace_mask: Arc::new(std::sync::atomic::AtomicI64::new(
+            crate::admin::DEFAULT_TRACE_MASK,
+        )),
     };
     AdminServer::start(sources)
         .map(Some)
@@ -505,6 +513,14 @@ async fn run_shard(
             glommio::timer::sleep(tick / 2).await;
             toucher.flush_touches();
             toucher.release_freed_memory();
+        }
+    })
+    .detach();
+    let answerer = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(limits::admin::GATHER_POLL_INTERVAL).await;
+            answerer.gather.answer_if_asked(&answerer);
         }
     })
     .detach();

@@ -1,0 +1,221 @@
+//! A bounded cross-shard gather of what only shards hold: their watches
+//! (each shard's registry belongs to its executor) and, from shard 0, the
+//! ephemerals of the tree version it serves. `wchc`, `wchp` and `dump` (four
+//! letters and AdminServer alike) see every shard through it.
+//!
+//! A requester bumps a generation; each shard's poll task (every
+//! `GATHER_POLL_INTERVAL`, off the request path: one relaxed load when
+//! nothing is asked) notices it, copies at most its share of pairs and stores
+//! them with the generation it answered. The requester waits, up to
+//! `GATHER_TIMEOUT`, until every shard has answered that generation or a
+//! newer one (a newer answer is as fresh), so concurrent requesters need no
+//! turn-taking. No lock is taken by client traffic; the one mutex here is
+//! taken by poll tasks and requesters only.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::limits::admin::{EPHEMERAL_GATHER_PAIRS_MAX, GATHER_TIMEOUT, WATCH_GATHER_PAIRS_MAX};
+use crate::server::shard::Shard;
+
+/// What one shard answered.
+#[derive(Clone, Default)]
+struct Answer {
+    generation: u64,
+    /// (watched path, session id) pairs of this shard's connections.
+    watches: Vec<(Arc<str>, i64)>,
+    /// (session id, ephemeral path) pairs; shard 0 only (every shard serves
+    /// the same tree).
+    ephemerals: Vec<(i64, String)>,
+    truncated: bool,
+}
+
+/// Every shard's answer to one gather.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Gathered {
+    pub watches: Vec<(Arc<str>, i64)>,
+    pub ephemerals: Vec<(i64, String)>,
+    /// Some shard had more than its share of pairs.
+    pub truncated: bool,
+    /// Shards that did not answer within the timeout.
+    pub missing: usize,
+}
+
+pub struct ShardGather {
+    asked: AtomicU64,
+    answers: Mutex<Vec<Answer>>,
+    answered: Condvar,
+}
+
+impl ShardGather {
+    pub fn new(shards: usize) -> ShardGather {
+        ShardGather {
+            asked: AtomicU64::new(0),
+            answers: Mutex::new(vec![Answer::default(); shards.max(1)]),
+            answered: Condvar::new(),
+        }
+    }
+
+    fn shards(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Answer>> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks every shard; returns the generation to wait for.
+    fn ask(&self) -> u64 {
+        self.asked.fetch_add(1, AcqRel) + 1
+    }
+
+    /// Called by a shard's poll task (and by the shard that runs a four-letter
+    /// word, before it waits): answers if a gather is asked and not yet
+    /// answered by this shard.
+    pub fn answer_if_asked(&self, shard: &Shard) {
+        let asked = self.asked.load(Acquire);
+        if self
+            .lock()
+            .get(shard.index)
+            .is_none_or(|a| a.generation >= asked)
+        {
+            return;
+        }
+        let answer = shard_answer(shard, asked, self.shards());
+        let mut answers = self.lock();
+        answers[shard.index] = answer;
+        drop(answers);
+        self.answered.notify_all();
+    }
+
+    /// The merged answers if every shard answered `generation`.
+    fn collect(&self, generation: u64, answers: &[Answer], force: bool) -> Option<Gathered> {
+        let missing = answers.iter().filter(|a| a.generation < generation).count();
+        if missing > 0 && !force {
+            return None;
+        }
+        let mut out = Gathered {
+            missing,
+            ..Gathered::default()
+        };
+        for a in answers.iter().filter(|a| a.generation >= generation) {
+            out.watches.extend(a.watches.iter().cloned());
+            out.ephemerals.extend(a.ephemerals.iter().cloned());
+            out.truncated |= a.truncated;
+        }
+        Some(out)
+    }
+
+    /// For threads other than the shards' (the AdminServer's): asks and
+    /// blocks until every shard answered or `GATHER_TIMEOUT` passed.
+    pub fn gather_blocking(&self) -> Gathered {
+        let generation = self.ask();
+        let deadline = Instant::now() + GATHER_TIMEOUT;
+        let mut answers = self.lock();
+        loop {
+            let now = Instant::now();
+            let timed_out = now >= deadline;
+            if let Some(out) = self.collect(generation, &answers, timed_out) {
+                return out;
+            }
+            answers = self
+                .answered
+                .wait_timeout(answers, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// For a shard's executor (a four-letter word): answers for this shard
+    /// at once, then awaits the others without blocking the executor.
+    pub async fn gather_from(&self, shard: &Shard, poll: Duration) -> Gathered {
+        let generation = self.ask();
+        let deadline = Instant::now() + GATHER_TIMEOUT;
+        loop {
+            self.answer_if_asked(shard);
+            let timed_out = Instant::now() >= deadline;
+            if let Some(out) = self.collect(generation, &self.lock(), timed_out) {
+                return out;
+            }
+            glommio::timer::sleep(poll).await;
+        }
+    }
+}
+
+/// One shard's pairs, at most its share of each bound.
+fn shard_answer(shard: &Shard, generation: u64, shards: usize) -> Answer {
+    let share = (WATCH_GATHER_PAIRS_MAX / shards).max(1);
+    let mut answer = Answer {
+        generation,
+        ..Answer::default()
+    };
+    let watches = shard.watches.borrow();
+    let conns = shard.conns.borrow();
+    'paths: for (path, watchers) in watches.paths() {
+        for watcher in watchers {
+            if answer.watches.len() == share {
+                answer.truncated = true;
+                break 'paths;
+            }
+            let session = conns.get(&watcher).map_or(0, |c| c.session_id.get());
+            answer.watches.push((path.clone(), session));
+        }
+    }
+    if shard.index == 0 {
+        answer.truncated |= ephemeral_pairs(shard, &mut answer.ephemerals);
+    }
+    answer
+}
+
+/// The tree's (session, ephemeral path) pairs; true if cut at the bound.
+fn ephemeral_pairs(shard: &Shard, out: &mut Vec<(i64, String)>) -> bool {
+    let version = shard.version.borrow();
+    for session in version.ephemeral_sessions() {
+        for path in version.ephemerals_of(session, "/") {
+            if out.len() == EPHEMERAL_GATHER_PAIRS_MAX {
+                return true;
+            }
+            out.push((session, path));
+        }
+    }
+    false
+}
+
+/// wchc/`watches`: session -> its watched paths, both sorted.
+pub fn by_session(pairs: &[(Arc<str>, i64)]) -> std::collections::BTreeMap<i64, Vec<String>> {
+    let mut m: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for (path, session) in pairs {
+        m.entry(*session).or_default().push(path.to_string());
+    }
+    for paths in m.values_mut() {
+        paths.sort();
+        paths.dedup();
+    }
+    m
+}
+
+/// wchp/`watches_by_path`: path -> the sessions watching it, both sorted.
+pub fn by_path(pairs: &[(Arc<str>, i64)]) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut m: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (path, session) in pairs {
+        m.entry(path.to_string()).or_default().push(*session);
+    }
+    for sessions in m.values_mut() {
+        sessions.sort_unstable();
+        sessions.dedup();
+    }
+    m
+}
+
+/// `dump`'s ephemerals: session -> its ephemeral paths.
+pub fn ephemerals_by_session(
+    pairs: &[(i64, String)],
+) -> std::collections::BTreeMap<i64, Vec<String>> {
+    let mut m: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for (session, path) in pairs {
+        m.entry(*session).or_default().push(path.clone());
+    }
+    m
+}
