@@ -21,6 +21,9 @@ const WRITERS: usize = 9;
 const WRITES_MIN: usize = 3000;
 const WRITES_WITHIN: Duration = Duration::from_secs(60);
 const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+/// What the README tells users of mixed ensembles to set: session passwords derived as
+/// ZooKeeper derives them, so a session moves between Apache and Ferrokeeper servers.
+const MIXED_CFG: &[(&str, &str)] = &[("ferrokeeper.sessionPasswords", "zookeeper")];
 
 /// Writes through every member from `WRITERS` sessions until `WRITES_MIN` are
 /// acknowledged, then checks that every member holds every one of them.
@@ -73,14 +76,14 @@ fn writes_converge(ens: &Ensemble, parent: &str) {
 #[test]
 fn ferrokeeper_followers_of_an_apache_leader_take_concurrent_writes_and_converge() {
     // Fresh logs everywhere: the largest sid of the first two wins their election.
-    let ens = Ensemble::start_mixed(3, &[3], &[1, 3], &[]);
+    let ens = Ensemble::start_mixed(3, &[3], &[1, 3], MIXED_CFG);
     assert_eq!(ens.leader(), Some(3), "{}", ens.report());
     writes_converge(&ens, "/under-apache");
 }
 
 #[test]
 fn an_apache_follower_of_our_leader_takes_concurrent_writes_and_converges() {
-    let ens = Ensemble::start_mixed(3, &[1], &[1, 3], &[]);
+    let ens = Ensemble::start_mixed(3, &[1], &[1, 3], MIXED_CFG);
     assert_eq!(ens.leader(), Some(3), "{}", ens.report());
     writes_converge(&ens, "/under-ferrokeeper");
 }
