@@ -10,31 +10,27 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use tracing::warn;
 
 use super::events::{QuorumEvent, QuorumQueue};
 use crate::limits::quorum::QUORUM_TLS_HANDSHAKES_IN_FLIGHT_MAX;
+use crate::server::stream::MaybeTls;
 use crate::tls::quorum::{server_name, Inbound};
 use crate::tls::QuorumTls;
 
-pub enum LinkStream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
-}
+/// A quorum-port link: the socket, or TLS over it (either side of the handshake).
+pub type LinkStream = MaybeTls<futures_rustls::TlsStream<TcpStream>>;
 
 impl LinkStream {
     fn tcp(&self) -> &TcpStream {
         match self {
-            LinkStream::Plain(s) => s,
-            LinkStream::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(s) => s.get_ref().0,
         }
     }
 
@@ -46,46 +42,6 @@ impl LinkStream {
 impl AsRawFd for LinkStream {
     fn as_raw_fd(&self) -> RawFd {
         self.tcp().as_raw_fd()
-    }
-}
-
-impl AsyncRead for LinkStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for LinkStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_close(cx),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
     }
 }
 
