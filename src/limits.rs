@@ -342,19 +342,6 @@ pub mod metrics {
     pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
     /// How often the idle accept loop looks at the shutdown flag.
     pub const ACCEPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
-    /// Most (path, session) watch pairs one `wchc`/`wchp`/`watches` answer
-    /// carries, over all shards together (each shard sends at most its
-    /// share): the answer is built in memory and sent whole.
-    pub const WATCH_GATHER_PAIRS_MAX: usize = 100_000;
-    /// Most (session, ephemeral path) pairs one `dump` answer carries.
-    pub const EPHEMERAL_GATHER_PAIRS_MAX: usize = 100_000;
-    /// How often a shard looks whether a gather is asked of it: a relaxed
-    /// load off the request path, so client traffic does not see it.
-    pub const GATHER_POLL_INTERVAL: Duration = Duration::from_millis(20);
-    /// How long a gather waits for every shard before it answers with the
-    /// shards it heard from (a shard stuck in a long task must not hold an
-    /// HTTP thread or a four-letter-word connection).
-    pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 }
 
 /// Client TLS on `secureClientPort` (`src/tls`).
