@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::settings::{ClientAuth, TlsConfig};
 use super::stores;
+use super::v1_client::V1TolerantVerifier;
 
 /// ZooKeeper's default cipher suites on Java 9+ (`DEFAULT_CIPHERS_JAVA9`)
 /// that rustls has: its CBC suites are left out, as rustls has none.
@@ -197,16 +198,21 @@ fn client_verifier(
         ));
     }
     let file = trust_file(settings);
-    let roots = trust_roots(settings)?;
+    let trusted = stores::load_trust_store(&settings.trust_store)?;
+    let roots = root_store(trusted.clone(), &file)?;
+    let algorithms = provider.signature_verification_algorithms;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let builder = if auth == ClientAuth::Want {
         builder.allow_unauthenticated()
     } else {
         builder
     };
-    builder
+    let webpki = builder
         .build()
-        .map_err(|e| format!("ssl.trustStore.location: {file}: {e}"))
+        .map_err(|e| format!("ssl.trustStore.location: {file}: {e}"))?;
+    Ok(Arc::new(V1TolerantVerifier::new(
+        webpki, trusted, algorithms,
+    )))
 }
 
 fn trust_file(settings: &TlsConfig) -> String {
@@ -221,8 +227,15 @@ fn trust_file(settings: &TlsConfig) -> String {
 /// The trust store's certificates as rustls trust anchors.
 pub(super) fn trust_roots(settings: &TlsConfig) -> Result<RootCertStore, String> {
     let file = trust_file(settings);
+    root_store(stores::load_trust_store(&settings.trust_store)?, &file)
+}
+
+fn root_store(
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    file: &str,
+) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    for cert in stores::load_trust_store(&settings.trust_store)? {
+    for cert in certs {
         roots
             .add(cert)
             .map_err(|e| format!("ssl.trustStore.location: {file}: unusable certificate: {e}"))?;

@@ -40,9 +40,10 @@ def pki(tmp_path_factory) -> dict:
     p = {name: str(d / name) for name in (
         "ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "client.key",
         "client.csr", "client.crt", "client-v1.crt", "server.p12", "keystore.jks",
-        "truststore.jks", "server.cnf", "client.cnf",
+        "truststore.jks", "server.cnf", "client.cnf", "rogue-ca.key", "rogue-ca.crt",
+        "rogue-v1.crt",
     )}
-    # Extensions make these X.509 v3 certificates (see test_v1_client_certificate).
+    # Extensions make these X.509 v3 certificates (test_v1_client_certificate has a v1 one).
     (d / "server.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     (d / "client.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -59,6 +60,12 @@ def pki(tmp_path_factory) -> dict:
         if who == "client":
             # Without extensions openssl writes X.509 v1, as kazoo's harness does.
             run(sign[:-1] + [p["client-v1.crt"]])
+    # The same names from a CA the trust store does not hold.
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=ca.kazoo.org", "-keyout", p["rogue-ca.key"], "-out", p["rogue-ca.crt"]])
+    run(["openssl", "x509", "-req", "-in", p["client.csr"], "-CA", p["rogue-ca.crt"],
+         "-CAkey", p["rogue-ca.key"], "-CAcreateserial", "-days", "1",
+         "-out", p["rogue-v1.crt"]])
     run(["openssl", "pkcs12", "-export", "-in", p["server.crt"], "-inkey", p["server.key"],
          "-certfile", p["ca.crt"], "-name", "server cert", "-out", p["server.p12"],
          "-passout", f"pass:{PASSWORD}"])
@@ -174,28 +181,33 @@ def test_kazoo_without_client_certificate_is_refused(server_factory, pki):
             stop(client)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            "ferrokeeper",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known difference: rustls/webpki refuse X.509 v1 client certificates, "
-                "which Java accepts (kazoo's own harness makes v1 certificates)",
-            ),
-        ),
-        "apache",
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_v1_client_certificate(server_factory, pki, kind):
+    """An X.509 v1 client certificate (no extensions, as kazoo's harness and pyOpenSSL
+    make them) is accepted, and its subject is the session's x509 id."""
+    from kazoo.security import make_acl
+
     port, cfg = tls_config(pki, "keystore.jks")
     server_factory(kind, cfg)
     client = kazoo_tls(port, pki, "client-v1.crt", timeout=3.0,
                        connection_retry={"max_tries": 1})
     try:
         assert client.create("/v1") == "/v1"
+        client.create("/v1-x509", b"v1", acl=[make_acl("x509", "CN=client", all=True)])
+        assert client.get("/v1-x509")[0] == b"v1"
     finally:
+        stop(client)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_v1_client_certificate_from_another_ca_is_refused(server_factory, pki, kind):
+    """A v1 certificate is still checked: one signed by a CA outside the trust store
+    (with the same subject name as the trusted one) gets no session."""
+    port, cfg = tls_config(pki, "keystore.jks")
+    server_factory(kind, cfg)
+    with pytest.raises(Exception):
+        client = kazoo_tls(port, pki, "rogue-v1.crt", timeout=3.0, start_timeout=8,
+                           connection_retry={"max_tries": 1})
         stop(client)
 
 

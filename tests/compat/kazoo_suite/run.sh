@@ -19,8 +19,6 @@ export ZOOKEEPER_VERSION=3.9.2
 export ZOOKEEPER_CLUSTER_SIZE=3
 # Known failures, each with its reason (see the README's compatibility notes):
 deselect=(
-  # kazoo's harness makes an X.509 v1 client certificate, which rustls refuses.
-  "test_client.py::TestSSLClient::test_create"
   # Dynamic reconfiguration is not implemented (reconfig answers RECONFIGDISABLED).
   "test_client.py::TestReconfig"
   # kazoo's own select() shim, no server involved; fails on this Python.
