@@ -187,11 +187,19 @@ fn commands_answer_json_with_zookeeper_keys() {
         &command(admin, "isro", "is_read_only"),
         &[("read_only", 'b')],
     );
+    let dirs = command(admin, "dirs", "dirs");
     expect_keys(
         "dirs",
-        &command(admin, "dirs", "dirs"),
+        &dirs,
         &[("datadir_size", 'n'), ("logdir_size", 'n')],
     );
+    // dataDir and dataLogDir are one directory here, holding at least the
+    // log's first (preallocated) segment; ZooKeeper sums every file's length.
+    let on_disk = dir_bytes(&server.dir().join("data"));
+    assert!(on_disk > 0);
+    assert_eq!(dirs["datadir_size"], Value::from(on_disk), "{dirs:?}");
+    assert_eq!(dirs["logdir_size"], Value::from(on_disk), "{dirs:?}");
+    assert_eq!(srvr["server_stats"]["data_dir_size"], Value::from(on_disk));
     expect_keys(
         "wchs",
         &command(admin, "wchs", "watch_summary"),
@@ -494,6 +502,20 @@ fn trace_mask_properties_and_standalone_ensemble_answers() {
     assert_eq!(zab["voting"], Value::from(false));
     assert_eq!(zab["zabstate"], "");
     command(admin, "orst", "observer_connection_stat_reset");
+}
+
+/// The summed length of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
 }
 
 fn get_json(addr: SocketAddr, name: &str) -> Value {

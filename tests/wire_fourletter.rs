@@ -251,6 +251,36 @@ async fn wchs_counts_watches() {
     .await;
 }
 
+/// ZooKeeper keeps data watches (and both addWatch modes) in one manager and
+/// child watches in another: wchs, wchc and wchp show only the first, mntr's
+/// watch_count adds both. A child watch alone is therefore invisible to wchs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wchs_and_wchc_show_data_watches_mntr_counts_all() {
+    common::bounded(45, async {
+        let s = Server::start(&[]);
+        let mut c = s.raw();
+        assert_eq!(c.create("/dw", b"", 0).err, 0);
+        assert_eq!(c.get_data("/dw", true).1.err, 0);
+        for path in ["/dw", "/"] {
+            let reply = c.call(op::GET_CHILDREN, &common::raw::path_watch(path, true));
+            assert_eq!(reply.1.err, 0);
+        }
+        assert_eq!(
+            s.four_letter("wchs"),
+            "1 connections watching 1 paths\nTotal watches:1\n"
+        );
+        let mntr = s.four_letter("mntr");
+        assert_eq!(field(&mntr, "zk_watch_count\t"), "3", "{mntr}");
+        let wchp = s.four_letter("wchp");
+        assert!(wchp.starts_with("/dw\n"), "{wchp}");
+        assert!(
+            !wchp.contains("\n/\n") && !wchp.starts_with("/\n"),
+            "{wchp}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isro_is_rw() {
     common::bounded(45, async {

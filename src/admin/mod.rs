@@ -222,8 +222,9 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         }
         // As the `dirs` four-letter word reports them.
         "dirs" => {
-            put("datadir_size", json!(0));
-            put("logdir_size", json!(0));
+            let (data, log) = ops::dir_sizes(cfg);
+            put("datadir_size", json!(data));
+            put("logdir_size", json!(log));
         }
         "environment" => {
             for (key, value) in ops::envi_pairs(cfg) {
@@ -246,6 +247,7 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         "server_stats" | "stats" => {
             let t = src.stats.totals();
             let tree = tree_counts(&src.tree);
+            let (data_bytes, log_bytes) = ops::dir_sizes(cfg);
             let buffer = json!({
                 "last_buffer_size": -1,
                 "min_buffer_size": -1,
@@ -263,8 +265,8 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
                     "avg_latency": t.latency_avg_ms as f64,
                     "outstanding_requests": t.outstanding,
                     "last_processed_zxid": tree.last_zxid,
-                    "data_dir_size": 0,
-                    "log_dir_size": 0,
+                    "data_dir_size": data_bytes,
+                    "log_dir_size": log_bytes,
                     "server_state": ops::mode(&src.stats),
                     "num_alive_client_connections": t.connections,
                     "uptime": src.stats.started.elapsed().as_millis() as u64,
@@ -313,7 +315,7 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
             let t = src.stats.totals();
             put("num_connections", json!(t.watching_connections));
             put("num_paths", json!(t.watched_paths));
-            put("num_total_watches", json!(t.watch_count));
+            put("num_total_watches", json!(t.data_watches));
         }
         _ => {}
     }

@@ -48,7 +48,10 @@ pub async fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "wchs" => wchs(&totals),
         "wchc" | "wchp" => wch_paths(shard, word == "wchc").await,
         "dump" => dump(shard),
-        "dirs" => "datadir_size: 0\nlogdir_size: 0\n".to_string(),
+        "dirs" => {
+            let (data, log) = dir_sizes(&shard.cfg);
+            format!("datadir_size: {data}\nlogdir_size: {log}\n")
+        }
         "isro" => isro(shard).to_string(),
         "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
         other => format!("{other} is not executed because it is not supported by this server.\n"),
@@ -135,14 +138,23 @@ fn ensemble_conf(c: &crate::config::Config) -> String {
     )
 }
 
+/// (data dir, log dir) sizes in bytes, as ZooKeeper's `dirs` reports them.
+pub(crate) fn dir_sizes(c: &crate::config::Config) -> (u64, u64) {
+    use crate::storage::usage::dir_size_bytes;
+    (dir_size_bytes(&c.data_dir), dir_size_bytes(&c.data_log_dir))
+}
+
 fn standalone_conf(shard: &Shard) -> String {
     let c = &shard.cfg;
+    let (data_bytes, log_bytes) = dir_sizes(c);
     format!(
-        "clientPort={}\nsecureClientPort={}\ndataDir={}\ndataDirSize=0\ndataLogDir={}\ndataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
+        "clientPort={}\nsecureClientPort={}\ndataDir={}\ndataDirSize={}\ndataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
         c.client_port,
         c.tls.secure_client_port.map_or(-1, i32::from),
         c.data_dir.display(),
+        data_bytes,
         c.data_log_dir.display(),
+        log_bytes,
         c.tick_time_ms,
         c.max_client_cnxns,
         c.min_session_timeout_ms,
@@ -285,7 +297,7 @@ fn ensemble_rows(r: &crate::replica::status::ReplicaStatus) -> Vec<(&'static str
 fn wchs(t: &Totals) -> String {
     format!(
         "{} connections watching {} paths\nTotal watches:{}\n",
-        t.watching_connections, t.watched_paths, t.watch_count
+        t.watching_connections, t.watched_paths, t.data_watches
     )
 }
 

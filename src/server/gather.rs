@@ -153,7 +153,7 @@ fn shard_answer(shard: &Shard, generation: u64, shards: usize) -> Answer {
     };
     let watches = shard.watches.borrow();
     let conns = shard.conns.borrow();
-    'paths: for (path, watchers) in watches.paths() {
+    'paths: for (path, watchers) in watches.data_side_paths() {
         for watcher in watchers {
             if answer.watches.len() == share {
                 answer.truncated = true;

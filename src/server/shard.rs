@@ -371,15 +371,18 @@ impl Shard {
     }
 
     pub fn publish_watch_count(&self) {
-        let watches = self.watches.borrow();
+        let counts = self.watches.borrow().counts();
         let counters = &self.stats.shards[self.index];
-        counters.watch_count.store(watches.len() as u64, Relaxed);
+        counters.watch_count.store(counts.total as u64, Relaxed);
+        counters
+            .data_watches
+            .store(counts.data_pairs as u64, Relaxed);
         counters
             .watched_paths
-            .store(watches.path_count() as u64, Relaxed);
+            .store(counts.data_paths as u64, Relaxed);
         counters
             .watching_connections
-            .store(watches.watcher_count() as u64, Relaxed);
+            .store(counts.data_watchers as u64, Relaxed);
     }
 
     /// Admits a connection from `ip` under `maxClientCnxns`; false = refuse.

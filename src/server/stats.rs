@@ -33,7 +33,10 @@ pub struct ShardCounters {
     pub latency_count: AtomicU64,
     pub latency_max_ms: AtomicU64,
     pub latency_min_ms: AtomicU64,
+    /// mntr's watch_count: ZooKeeper's data plus child watch managers.
     pub watch_count: AtomicU64,
+    /// wchs's three: ZooKeeper's data watch manager only.
+    pub data_watches: AtomicU64,
     pub watched_paths: AtomicU64,
     pub watching_connections: AtomicU64,
     pub session_count: AtomicU64,
@@ -127,6 +130,8 @@ pub struct Totals {
     pub latency_max_ms: u64,
     pub latency_min_ms: u64,
     pub watch_count: u64,
+    /// wchs's "Total watches" (data watches and both addWatch modes).
+    pub data_watches: u64,
     /// Summed over shards: a path watched on two shards counts twice.
     pub watched_paths: u64,
     pub watching_connections: u64,
@@ -184,6 +189,7 @@ impl ServerStats {
             t.connections += c.connections.load(Relaxed);
             t.outstanding += c.outstanding.load(Relaxed);
             t.watch_count += c.watch_count.load(Relaxed);
+            t.data_watches += c.data_watches.load(Relaxed);
             t.watched_paths += c.watched_paths.load(Relaxed);
             t.watching_connections += c.watching_connections.load(Relaxed);
             t.frames_rejected += c.frames_rejected.load(Relaxed);

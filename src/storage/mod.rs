@@ -14,6 +14,7 @@
 //!
 //! In an ensemble, [`epochs`] keeps ZAB's acceptedEpoch and currentEpoch, and
 //! [`truncate::truncate_after`] performs a learner's TRUNC (then reopen).
+//! [`usage`] sums the directories' sizes for the operator commands.
 
 pub mod device;
 pub mod epochs;
@@ -27,6 +28,7 @@ mod sessions;
 pub mod snapshot;
 pub mod truncate;
 mod uring;
+pub mod usage;
 pub mod wal;
 
 #[cfg(test)]

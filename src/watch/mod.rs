@@ -35,15 +35,56 @@ const KINDS: [WatchKind; 4] = [
 
 type Watchers = HashSet<WatcherId>;
 
+const fn bit(kind: WatchKind) -> u8 {
+    1 << kind as u8
+}
+
+/// The kinds ZooKeeper keeps in its `dataWatches` manager: data watches and
+/// both addWatch modes (`DataTree.addWatch`).
+const DATA_SIDE: u8 = bit(WatchKind::Data) | bit(WatchKind::Persistent) | bit(WatchKind::Recursive);
+/// The kinds in its `childWatches`: child watches and persistent ones.
+const CHILD_SIDE: u8 = bit(WatchKind::Child) | bit(WatchKind::Persistent);
+
+/// What one connection watches: per path, a bit per kind.
+#[derive(Default)]
+struct Held {
+    kinds: HashMap<Arc<str>, u8>,
+    /// (kind, path) entries, the per-connection bound's count.
+    entries: usize,
+    /// Paths with a data-side kind.
+    data_paths: usize,
+}
+
+/// The counts ZooKeeper reports, which follow its two watch managers: a
+/// (path, connection) pair counts once per manager that holds it, so a
+/// persistent watch counts in both, and a data and a persistent watch on one
+/// path count once in `dataWatches`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchCounts {
+    /// mntr's `watch_count` (`dataWatches.size() + childWatches.size()`).
+    pub total: usize,
+    /// wchs's "N connections watching" (`dataWatches` only, as ZooKeeper).
+    pub data_watchers: usize,
+    /// wchs's "watching M paths".
+    pub data_paths: usize,
+    /// wchs's "Total watches".
+    pub data_pairs: usize,
+}
+
 #[derive(Default)]
 pub struct WatchRegistry {
     by_kind: [HashMap<Arc<str>, Watchers>; 4],
     /// Reverse index so a closing connection drops its watches without a scan.
-    by_watcher: HashMap<WatcherId, HashSet<(WatchKind, Arc<str>)>>,
+    by_watcher: HashMap<WatcherId, Held>,
     /// For each watched path, a bit per kind that has watchers on it, so the
     /// number of distinct watched paths is known without a scan.
     path_kinds: HashMap<Arc<str>, u8>,
+    /// (kind, path, connection) entries.
     total: usize,
+    data_pairs: usize,
+    child_pairs: usize,
+    data_paths: usize,
+    data_watchers: usize,
 }
 
 fn slot(kind: WatchKind) -> usize {
@@ -55,7 +96,7 @@ impl WatchRegistry {
         Self::default()
     }
 
-    /// Total registered watches (wchs's count).
+    /// (kind, path, connection) entries.
     pub fn len(&self) -> usize {
         self.total
     }
@@ -64,32 +105,92 @@ impl WatchRegistry {
         self.total == 0
     }
 
-    /// Paths with at least one watch.
-    pub fn path_count(&self) -> usize {
-        self.path_kinds.len()
-    }
-
     /// Watches one connection holds.
     pub fn count_of(&self, watcher: WatcherId) -> usize {
-        self.by_watcher.get(&watcher).map_or(0, HashSet::len)
+        self.by_watcher.get(&watcher).map_or(0, |h| h.entries)
     }
 
-    /// Connections with at least one watch.
-    pub fn watcher_count(&self) -> usize {
-        self.by_watcher.len()
+    /// The counts mntr and wchs report, as ZooKeeper counts them.
+    pub fn counts(&self) -> WatchCounts {
+        WatchCounts {
+            total: self.data_pairs + self.child_pairs,
+            data_watchers: self.data_watchers,
+            data_paths: self.data_paths,
+            data_pairs: self.data_pairs,
+        }
     }
 
     fn path_gained(&mut self, kind: WatchKind, path: &Arc<str>) {
-        *self.path_kinds.entry(path.clone()).or_insert(0) |= 1 << slot(kind);
+        let bits = self.path_kinds.entry(path.clone()).or_insert(0);
+        let before = *bits;
+        *bits |= bit(kind);
+        if before & DATA_SIDE == 0 && *bits & DATA_SIDE != 0 {
+            self.data_paths += 1;
+        }
     }
 
     fn path_lost(&mut self, kind: WatchKind, path: &str) {
         if let Some(bits) = self.path_kinds.get_mut(path) {
-            *bits &= !(1 << slot(kind));
+            let before = *bits;
+            *bits &= !bit(kind);
+            if before & DATA_SIDE != 0 && *bits & DATA_SIDE == 0 {
+                self.data_paths -= 1;
+            }
             if *bits == 0 {
                 self.path_kinds.remove(path);
             }
         }
+    }
+
+    /// Records that `watcher` holds `kind` on `path`.
+    fn hold(&mut self, watcher: WatcherId, kind: WatchKind, path: Arc<str>) {
+        let held = self.by_watcher.entry(watcher).or_default();
+        let bits = held.kinds.entry(path).or_insert(0);
+        let before = *bits;
+        *bits |= bit(kind);
+        held.entries += 1;
+        let after = *bits;
+        let data_gained = before & DATA_SIDE == 0 && after & DATA_SIDE != 0;
+        if data_gained {
+            held.data_paths += 1;
+            if held.data_paths == 1 {
+                self.data_watchers += 1;
+            }
+        }
+        self.data_pairs += usize::from(data_gained);
+        self.child_pairs += usize::from(before & CHILD_SIDE == 0 && after & CHILD_SIDE != 0);
+        self.total += 1;
+    }
+
+    /// Drops one entry of the reverse index: a hash lookup, not a scan of
+    /// all the connection's watches (a client may hold a million).
+    fn forget(&mut self, watcher: WatcherId, kind: WatchKind, path: &str) {
+        let Some(held) = self.by_watcher.get_mut(&watcher) else {
+            return;
+        };
+        let Some(bits) = held.kinds.get_mut(path) else {
+            return;
+        };
+        let before = *bits;
+        *bits &= !bit(kind);
+        let after = *bits;
+        if after == 0 {
+            held.kinds.remove(path);
+        }
+        held.entries -= 1;
+        let data_lost = before & DATA_SIDE != 0 && after & DATA_SIDE == 0;
+        if data_lost {
+            held.data_paths -= 1;
+            if held.data_paths == 0 {
+                self.data_watchers -= 1;
+            }
+        }
+        if held.entries == 0 {
+            self.by_watcher.remove(&watcher);
+        }
+        self.data_pairs -= usize::from(data_lost);
+        self.child_pairs -= usize::from(before & CHILD_SIDE != 0 && after & CHILD_SIDE == 0);
+        self.total -= 1;
     }
 
     pub fn add(&mut self, kind: WatchKind, path: &str, watcher: WatcherId) {
@@ -104,11 +205,7 @@ impl WatchRegistry {
             if first_on_path {
                 self.path_gained(kind, &key);
             }
-            self.by_watcher
-                .entry(watcher)
-                .or_default()
-                .insert((kind, key));
-            self.total += 1;
+            self.hold(watcher, kind, key);
         }
     }
 
@@ -120,31 +217,18 @@ impl WatchRegistry {
 
     fn remove_one(&mut self, kind: WatchKind, path: &str, watcher: WatcherId) -> bool {
         let map = &mut self.by_kind[slot(kind)];
-        let Some((key, set)) = map.get_key_value_mut(path) else {
+        let Some(set) = map.get_mut(path) else {
             return false;
         };
         if !set.remove(&watcher) {
             return false;
         }
-        let key = key.clone();
         if set.is_empty() {
             map.remove(path);
             self.path_lost(kind, path);
         }
-        self.forget(watcher, kind, key);
-        self.total -= 1;
+        self.forget(watcher, kind, path);
         true
-    }
-
-    /// Drops one entry of the reverse index: a hash lookup, not a scan of
-    /// all the connection's watches (a client may hold a million).
-    fn forget(&mut self, watcher: WatcherId, kind: WatchKind, path: Arc<str>) {
-        if let Some(mine) = self.by_watcher.get_mut(&watcher) {
-            mine.remove(&(kind, path));
-            if mine.is_empty() {
-                self.by_watcher.remove(&watcher);
-            }
-        }
     }
 
     /// The kinds a removeWatches/checkWatches `WatcherType` names.
@@ -177,19 +261,14 @@ impl WatchRegistry {
 
     /// Drops every watch of a connection (it closed).
     pub fn remove_watcher(&mut self, watcher: WatcherId) {
-        let Some(mine) = self.by_watcher.remove(&watcher) else {
+        let Some(held) = self.by_watcher.get(&watcher) else {
             return;
         };
-        for (kind, path) in mine {
-            let map = &mut self.by_kind[slot(kind)];
-            if let Some(set) = map.get_mut(&path) {
-                set.remove(&watcher);
-                if set.is_empty() {
-                    map.remove(&path);
-                    self.path_lost(kind, &path);
-                }
+        let mine: Vec<(Arc<str>, u8)> = held.kinds.iter().map(|(p, b)| (p.clone(), *b)).collect();
+        for (path, bits) in mine {
+            for kind in KINDS.into_iter().filter(|k| bits & bit(*k) != 0) {
+                self.remove_one(kind, &path, watcher);
             }
-            self.total -= 1;
         }
     }
 
@@ -226,8 +305,7 @@ impl WatchRegistry {
         };
         self.path_lost(kind, path);
         for watcher in set {
-            self.forget(watcher, kind, key.clone());
-            self.total -= 1;
+            self.forget(watcher, kind, &key);
             out.push(watcher);
         }
     }
@@ -240,18 +318,27 @@ impl WatchRegistry {
         }
     }
 
-    /// (path, watchers) pairs, for the wchp/wchc four-letter words.
-    pub fn paths(&self) -> Vec<(Arc<str>, Vec<WatcherId>)> {
+    /// (path, watchers) pairs of ZooKeeper's `dataWatches` (data watches
+    /// and both addWatch modes), which is all its wchc/wchp and the
+    /// AdminServer's watches/watches_by_path list; each watcher once a path.
+    pub fn data_side_paths(&self) -> Vec<(Arc<str>, Vec<WatcherId>)> {
         let mut by_path: HashMap<Arc<str>, Vec<WatcherId>> = HashMap::new();
-        for map in &self.by_kind {
-            for (path, set) in map {
+        for kind in KINDS.into_iter().filter(|k| DATA_SIDE & bit(*k) != 0) {
+            for (path, set) in &self.by_kind[slot(kind)] {
                 by_path
                     .entry(path.clone())
                     .or_default()
                     .extend(set.iter().copied());
             }
         }
-        by_path.into_iter().collect()
+        by_path
+            .into_iter()
+            .map(|(path, mut watchers)| {
+                watchers.sort_unstable();
+                watchers.dedup();
+                (path, watchers)
+            })
+            .collect()
     }
 }
 
@@ -363,19 +450,51 @@ mod tests {
     }
 
     #[test]
-    fn distinct_paths_and_watchers_are_counted() {
+    fn counts_follow_zookeepers_two_managers() {
         let mut r = WatchRegistry::new();
         r.add(WatchKind::Data, "/a", 1);
         r.add(WatchKind::Child, "/a", 2);
         r.add(WatchKind::Data, "/b", 1);
-        assert_eq!((r.path_count(), r.watcher_count()), (2, 2));
+        let counts = |r: &WatchRegistry| {
+            let c = r.counts();
+            (c.total, c.data_watchers, c.data_paths, c.data_pairs)
+        };
+        // The child watch counts in mntr's total, not in wchs's data side.
+        assert_eq!(counts(&r), (3, 1, 2, 2));
         assert_eq!((r.count_of(1), r.count_of(2), r.count_of(3)), (2, 1, 0));
+        // A persistent watch is in both managers; with a data watch on the
+        // same path, once in dataWatches.
+        r.add(WatchKind::Persistent, "/a", 1);
+        assert_eq!(counts(&r), (4, 1, 2, 2));
+        r.add(WatchKind::Recursive, "/c", 2);
+        assert_eq!(counts(&r), (5, 2, 3, 3));
         r.trigger(EventType::NodeDataChanged, "/a");
-        assert_eq!(r.path_count(), 2, "the child watch still covers /a");
+        assert_eq!(
+            counts(&r),
+            (5, 2, 3, 3),
+            "the persistent watch still holds /a"
+        );
         r.remove_watcher(2);
-        assert_eq!((r.path_count(), r.watcher_count()), (1, 1));
+        assert_eq!(counts(&r), (3, 1, 2, 2));
         r.remove("/b", watcher_type::ANY, 1);
-        assert_eq!((r.path_count(), r.watcher_count()), (0, 0));
+        r.remove("/a", watcher_type::ANY, 1);
+        assert_eq!(counts(&r), (0, 0, 0, 0));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn data_side_paths_leave_out_child_watches() {
+        let mut r = WatchRegistry::new();
+        r.add(WatchKind::Data, "/a", 1);
+        r.add(WatchKind::Persistent, "/a", 1);
+        r.add(WatchKind::Child, "/", 1);
+        r.add(WatchKind::Recursive, "/r", 2);
+        let mut paths = r.data_side_paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec![(Arc::from("/a"), vec![1]), (Arc::from("/r"), vec![2])]
+        );
     }
 
     #[test]

@@ -95,10 +95,11 @@ def apache_classpath(logging: str = "simple") -> str:
     binding = ZK_JAR_DIR / f"slf4j-{logging}.jar"
     if zk_jar.exists() and binding.exists():
         # Debian's manifest leaves out Netty's codec and resolver jars, which
-        # the Netty connection factory and client socket (TLS) need.
+        # the Netty connection factory and client socket (TLS) need, and the
+        # servlet API, without which Jetty (the AdminServer) does not load.
         netty = [
             str(ZK_JAR_DIR / jar)
-            for jar in ("netty-codec.jar", "netty-resolver.jar")
+            for jar in ("netty-codec.jar", "netty-resolver.jar", "servlet-api.jar")
             if (ZK_JAR_DIR / jar).exists()
         ]
         return os.pathsep.join([ZK_CONF_DIR, str(zk_jar), str(binding), *netty])
