@@ -378,6 +378,9 @@ pub mod admin {
     pub const WATCH_GATHER_PAIRS_MAX: usize = 100_000;
     /// Most (session, ephemeral path) pairs one `dump` answer carries.
     pub const EPHEMERAL_GATHER_PAIRS_MAX: usize = 100_000;
+    /// Most sessions one `dump` answer lists (the session table's own bound
+    /// is larger; past this the answer is cut, and a warning logged).
+    pub const SESSION_GATHER_MAX: usize = 100_000;
     /// How often a shard looks whether a gather is asked of it: a relaxed
     /// load off the request path, so client traffic does not see it.
     pub const GATHER_POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -443,7 +443,19 @@ fn watches_and_dump_cover_every_shard() {
         assert_eq!(by_path[path], serde_json::json!([session]), "{by_path:?}");
     }
     let dump = command(admin, "dump", "dump");
-    assert!(dump["expiry_time_to_session_ids"].is_object(), "{dump:?}");
+    // Every session in some expiry bucket, the buckets on tick boundaries
+    // (ExpiryQueue.roundToNextInterval; tickTime is 2000 here).
+    let expiry = dump["expiry_time_to_session_ids"]
+        .as_object()
+        .expect("object");
+    let mut bucketed = Vec::new();
+    for (time_ms, ids) in expiry {
+        assert_eq!(time_ms.parse::<u64>().unwrap() % 2000, 0, "{dump:?}");
+        bucketed.extend(ids.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()));
+    }
+    for (session, _) in &expected {
+        assert!(bucketed.contains(session), "{session} not in {dump:?}");
+    }
     let ephemerals = dump["session_id_to_ephemeral_paths"]
         .as_object()
         .expect("object");
@@ -453,6 +465,17 @@ fn watches_and_dump_cover_every_shard() {
     // Each four-letter connection lands on some shard; every answer must
     // list every session's watch, whichever shard answered.
     for _ in 0..WATCHING_CLIENTS {
+        let dump = server.four_letter("dump");
+        // "Session Sets (<buckets>)/(<sessions>):", as SessionTrackerImpl.
+        let head = dump.lines().nth(1).unwrap_or_default();
+        assert!(
+            head.starts_with("Session Sets (")
+                && head.ends_with(&format!(")/({WATCHING_CLIENTS}):")),
+            "{dump}"
+        );
+        for (session, _) in &expected {
+            assert!(dump.contains(&format!("\t0x{session:x}\n")), "{dump}");
+        }
         let wchc = server.four_letter("wchc");
         let wchp = server.four_letter("wchp");
         for (session, path) in &expected {

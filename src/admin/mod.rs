@@ -32,6 +32,7 @@ use crate::metrics::TreeGauges;
 use crate::ops;
 use crate::server::gather::{self, ShardGather};
 use crate::server::registry::ConnRegistry;
+use crate::server::session_dump;
 use crate::server::snapshot_info::LastSnapshot;
 use crate::server::stats::ServerStats;
 
@@ -288,14 +289,14 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         }
         "dump" => dump(src, &mut put),
         "watches" => {
-            let g = src.gather.gather_blocking();
+            let g = src.gather.gather_blocking(false);
             put(
                 "session_id_to_watched_paths",
                 keyed(gather::by_session(&g.watches)),
             );
         }
         "watches_by_path" => {
-            let g = src.gather.gather_blocking();
+            let g = src.gather.gather_blocking(false);
             put("path_to_session_ids", json!(gather::by_path(&g.watches)));
         }
         "get_trace_mask" => put("tracemask", json!(src.trace_mask.load(Relaxed))),
@@ -322,13 +323,20 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
     m
 }
 
-/// `DumpCommand`: the sessions by expiry time, and every session's
-/// ephemerals (from the gather: the admin threads hold no tree).
-/// `expiry_time_to_session_ids` stays empty: the session table lives on
-/// the pipeline executor, which the gather does not reach.
+/// `DumpCommand`: the sessions by expiry time (the pipeline's table; empty
+/// on a learner, as ZooKeeper's), and every session's ephemerals (from the
+/// gather: the admin threads hold no tree).
 fn dump(src: &AdminSources, put: &mut impl FnMut(&str, Value)) {
-    let g = src.gather.gather_blocking();
-    put("expiry_time_to_session_ids", json!({}));
+    let g = src.gather.gather_blocking(true);
+    let expiry: Map<String, Value> = match &g.sessions {
+        Some(list) => session_dump::expiry_map(list)
+            .into_iter()
+            .map(|(ms, ids)| (ms.to_string(), json!(ids)))
+            .collect(),
+        None => Map::new(),
+    };
+    gather::warn_if_partial("dump", &g);
+    put("expiry_time_to_session_ids", Value::Object(expiry));
     put(
         "session_id_to_ephemeral_paths",
         keyed(gather::ephemerals_by_session(&g.ephemerals)),

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::server::session_dump;
 use crate::server::shard::Shard;
 use crate::server::stats::Totals;
 
@@ -47,7 +48,7 @@ pub async fn four_letter_reply(word: &str, shard: &Shard) -> String {
         "mntr" => mntr(shard, &totals),
         "wchs" => wchs(&totals),
         "wchc" | "wchp" => wch_paths(shard, word == "wchc").await,
-        "dump" => dump(shard),
+        "dump" => dump(shard).await,
         "dirs" => {
             let (data, log) = dir_sizes(&shard.cfg);
             format!("datadir_size: {data}\nlogdir_size: {log}\n")
@@ -306,7 +307,7 @@ fn wchs(t: &Totals) -> String {
 /// (gathered: each shard's watch registry belongs to its executor).
 async fn wch_paths(shard: &Shard, by_session: bool) -> String {
     let poll = crate::limits::admin::GATHER_POLL_INTERVAL;
-    let gathered = shard.gather.gather_from(shard, poll).await;
+    let gathered = shard.gather.gather_from(shard, poll, false).await;
     if by_session {
         wchc_text(&gathered.watches)
     } else {
@@ -338,12 +339,24 @@ fn wchp_text(pairs: &[(std::sync::Arc<str>, i64)]) -> String {
 
 /// Every shard serves the same tree, so this shard's version has every
 /// session's ephemerals.
-fn dump(shard: &Shard) -> String {
+/// `DumpCommand`: the session tracker's dump (the pipeline's table, through
+/// the gather), then the ephemerals of the tree this shard serves.
+async fn dump(shard: &Shard) -> String {
+    let poll = crate::limits::admin::GATHER_POLL_INTERVAL;
+    let gathered = shard.gather.gather_from(shard, poll, true).await;
+    crate::server::gather::warn_if_partial("dump", &gathered);
+    let mut s = "SessionTracker dump:\n".to_string();
+    if let Some(list) = &gathered.sessions {
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        s.push_str(&session_dump::dump_text(
+            list,
+            session_dump::elapsed_clock_ms(),
+            now_unix_ms,
+        ));
+    }
     let version = shard.version.borrow();
-    let mut s = format!(
-        "SessionTracker dump:\nGlobal Sessions({}):\n",
-        shard.stats.session_count()
-    );
     s.push_str("ephemeral nodes dump:\nSessions with Ephemerals (");
     let sessions = version.ephemeral_sessions();
     let _ = writeln!(s, "{}):", sessions.len());

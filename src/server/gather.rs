@@ -1,7 +1,11 @@
 //! A bounded cross-shard gather of what only shards hold: their watches
 //! (each shard's registry belongs to its executor) and, from shard 0, the
-//! ephemerals of the tree version it serves. `wchc`, `wchp` and `dump` (four
-//! letters and AdminServer alike) see every shard through it.
+//! ephemerals of the tree version it serves; and, when asked for, the
+//! pipeline's session table (`dump`'s session expiry). `wchc`, `wchp` and
+//! `dump` (four letters and AdminServer alike) see every shard through it.
+//!
+//! The pipeline has no poll task: shard 0, seeing sessions asked, sends it
+//! a wake-up message, and the pipeline answers at its next loop turn.
 //!
 //! A requester bumps a generation; each shard's poll task (every
 //! `GATHER_POLL_INTERVAL`, off the request path: one relaxed load when
@@ -18,6 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::limits::admin::{EPHEMERAL_GATHER_PAIRS_MAX, GATHER_TIMEOUT, WATCH_GATHER_PAIRS_MAX};
+use crate::server::messages::ToPipeline;
+use crate::server::session_dump::SessionList;
 use crate::server::shard::Shard;
 
 /// What one shard answered.
@@ -37,15 +43,29 @@ struct Answer {
 pub struct Gathered {
     pub watches: Vec<(Arc<str>, i64)>,
     pub ephemerals: Vec<(i64, String)>,
+    /// The pipeline's sessions, if they were asked for and it answered.
+    pub sessions: Option<SessionList>,
     /// Some shard had more than its share of pairs.
     pub truncated: bool,
-    /// Shards that did not answer within the timeout.
+    /// Shards (and the pipeline, if asked) that did not answer in time.
     pub missing: usize,
+}
+
+/// Every answer so far, under one lock (one condvar wakes requesters).
+struct Answers {
+    shards: Vec<Answer>,
+    /// The generation the pipeline last answered, and what it said.
+    sessions_generation: u64,
+    sessions: SessionList,
 }
 
 pub struct ShardGather {
     asked: AtomicU64,
-    answers: Mutex<Vec<Answer>>,
+    /// The newest generation that asked for the pipeline's sessions.
+    sessions_asked: AtomicU64,
+    /// The newest generation the pipeline was sent a wake-up for.
+    pipeline_woken: AtomicU64,
+    answers: Mutex<Answers>,
     answered: Condvar,
 }
 
@@ -53,31 +73,61 @@ impl ShardGather {
     pub fn new(shards: usize) -> ShardGather {
         ShardGather {
             asked: AtomicU64::new(0),
-            answers: Mutex::new(vec![Answer::default(); shards.max(1)]),
+            sessions_asked: AtomicU64::new(0),
+            pipeline_woken: AtomicU64::new(0),
+            answers: Mutex::new(Answers {
+                shards: vec![Answer::default(); shards.max(1)],
+                sessions_generation: 0,
+                sessions: SessionList::default(),
+            }),
             answered: Condvar::new(),
         }
     }
 
     fn shards(&self) -> usize {
-        self.lock().len()
+        self.lock().shards.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Answer>> {
+    fn lock(&self) -> MutexGuard<'_, Answers> {
         self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks every shard; returns the generation to wait for.
-    fn ask(&self) -> u64 {
-        self.asked.fetch_add(1, AcqRel) + 1
+    /// Asks every shard (and, with `sessions`, the pipeline); returns the
+    /// generation to wait for.
+    fn ask(&self, sessions: bool) -> u64 {
+        let generation = self.asked.fetch_add(1, AcqRel) + 1;
+        if sessions {
+            self.sessions_asked.fetch_max(generation, AcqRel);
+        }
+        generation
+    }
+
+    /// Called by the pipeline at every turn of its loop: one atomic load
+    /// unless its sessions are asked for.
+    pub fn answer_sessions_if_asked(&self, list: impl FnOnce() -> SessionList) {
+        let asked = self.sessions_asked.load(Acquire);
+        if self.lock().sessions_generation >= asked {
+            return;
+        }
+        let sessions = list();
+        let mut answers = self.lock();
+        answers.sessions_generation = asked;
+        answers.sessions = sessions;
+        drop(answers);
+        self.answered.notify_all();
     }
 
     /// Called by a shard's poll task (and by the shard that runs a four-letter
     /// word, before it waits): answers if a gather is asked and not yet
     /// answered by this shard.
     pub fn answer_if_asked(&self, shard: &Shard) {
+        if shard.index == 0 {
+            self.wake_pipeline_if_asked(shard);
+        }
         let asked = self.asked.load(Acquire);
         if self
             .lock()
+            .shards
             .get(shard.index)
             .is_none_or(|a| a.generation >= asked)
         {
@@ -85,14 +135,34 @@ impl ShardGather {
         }
         let answer = shard_answer(shard, asked, self.shards());
         let mut answers = self.lock();
-        answers[shard.index] = answer;
+        answers.shards[shard.index] = answer;
         drop(answers);
         self.answered.notify_all();
     }
 
-    /// The merged answers if every shard answered `generation`.
-    fn collect(&self, generation: u64, answers: &[Answer], force: bool) -> Option<Gathered> {
-        let missing = answers.iter().filter(|a| a.generation < generation).count();
+    /// Shard 0 wakes the pipeline once per generation that asks for sessions.
+    fn wake_pipeline_if_asked(&self, shard: &Shard) {
+        let asked = self.sessions_asked.load(Acquire);
+        if self.pipeline_woken.fetch_max(asked, AcqRel) < asked {
+            shard.send_to_pipeline(ToPipeline::Wake);
+        }
+    }
+
+    /// The merged answers if everyone asked answered `generation`.
+    fn collect(
+        &self,
+        generation: u64,
+        answers: &Answers,
+        sessions: bool,
+        force: bool,
+    ) -> Option<Gathered> {
+        let shards_missing = answers
+            .shards
+            .iter()
+            .filter(|a| a.generation < generation)
+            .count();
+        let sessions_missing = sessions && answers.sessions_generation < generation;
+        let missing = shards_missing + usize::from(sessions_missing);
         if missing > 0 && !force {
             return None;
         }
@@ -100,24 +170,28 @@ impl ShardGather {
             missing,
             ..Gathered::default()
         };
-        for a in answers.iter().filter(|a| a.generation >= generation) {
+        for a in answers.shards.iter().filter(|a| a.generation >= generation) {
             out.watches.extend(a.watches.iter().cloned());
             out.ephemerals.extend(a.ephemerals.iter().cloned());
             out.truncated |= a.truncated;
+        }
+        if sessions && !sessions_missing {
+            out.sessions = Some(answers.sessions.clone());
         }
         Some(out)
     }
 
     /// For threads other than the shards' (the AdminServer's): asks and
-    /// blocks until every shard answered or `GATHER_TIMEOUT` passed.
-    pub fn gather_blocking(&self) -> Gathered {
-        let generation = self.ask();
+    /// blocks until every shard (and, with `sessions`, the pipeline)
+    /// answered or `GATHER_TIMEOUT` passed.
+    pub fn gather_blocking(&self, sessions: bool) -> Gathered {
+        let generation = self.ask(sessions);
         let deadline = Instant::now() + GATHER_TIMEOUT;
         let mut answers = self.lock();
         loop {
             let now = Instant::now();
             let timed_out = now >= deadline;
-            if let Some(out) = self.collect(generation, &answers, timed_out) {
+            if let Some(out) = self.collect(generation, &answers, sessions, timed_out) {
                 return out;
             }
             answers = self
@@ -130,17 +204,33 @@ impl ShardGather {
 
     /// For a shard's executor (a four-letter word): answers for this shard
     /// at once, then awaits the others without blocking the executor.
-    pub async fn gather_from(&self, shard: &Shard, poll: Duration) -> Gathered {
-        let generation = self.ask();
+    pub async fn gather_from(&self, shard: &Shard, poll: Duration, sessions: bool) -> Gathered {
+        let generation = self.ask(sessions);
         let deadline = Instant::now() + GATHER_TIMEOUT;
         loop {
             self.answer_if_asked(shard);
             let timed_out = Instant::now() >= deadline;
-            if let Some(out) = self.collect(generation, &self.lock(), timed_out) {
+            if let Some(out) = self.collect(generation, &self.lock(), sessions, timed_out) {
                 return out;
             }
             glommio::timer::sleep(poll).await;
         }
+    }
+}
+
+/// Logs what a partial answer left out (an operator reading `dump` or
+/// `wchc` should know it is not the whole picture).
+pub fn warn_if_partial(command: &str, g: &Gathered) {
+    if g.missing > 0 {
+        tracing::warn!(
+            "{command}: {} of the server's executors did not answer within {:?}; \
+             their part is left out",
+            g.missing,
+            GATHER_TIMEOUT
+        );
+    }
+    if g.truncated || g.sessions.as_ref().is_some_and(|s| s.truncated) {
+        tracing::warn!("{command}: the answer was cut at its bound (limits::admin)");
     }
 }
 

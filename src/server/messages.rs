@@ -46,6 +46,9 @@ pub enum ToPipeline {
         conn: ConnRef,
         session_id: SessionId,
     },
+    /// Nothing to do but turn the loop: a gather asks for the pipeline's
+    /// sessions (`server::gather`).
+    Wake,
 }
 
 pub enum WriteOutcome {

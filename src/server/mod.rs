@@ -14,6 +14,7 @@ pub mod reads;
 pub mod registry;
 pub mod replies;
 pub mod send_queue;
+pub mod session_dump;
 pub mod shard;
 pub mod snapshot_info;
 pub mod stats;
@@ -421,6 +422,7 @@ fn spawn_pipeline(
                 cfg,
                 shared.published_zxid.clone(),
                 shared.stats.clone(),
+                shared.gather.clone(),
                 start,
             )
             .run(channels)

@@ -21,10 +21,12 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use tracing::{debug, error, info, warn};
 
 use super::batch::{Batch, BatchBounds, Pending};
+use super::gather::ShardGather;
 use super::inbox::{forward_log, forward_shard, Inbox};
 use super::log::{LogDone, LogRequest};
 use super::messages::*;
 use super::quota_log::QuotaLog;
+use super::session_dump::{self, SessionEntry, SessionList};
 use super::stats::{self, ServerStats};
 use crate::config::Config;
 use crate::limits;
@@ -62,6 +64,8 @@ pub struct Pipeline {
     committing: VecDeque<Pending>,
     /// The ensemble's part; None for a standalone server.
     zab: Option<roles::Zab>,
+    /// Answers `dump`'s request for the session table.
+    gather: Arc<ShardGather>,
 }
 
 fn unix_ms() -> i64 {
@@ -78,6 +82,7 @@ impl Pipeline {
         cfg: Arc<Config>,
         published_zxid: Arc<AtomicI64>,
         stats: Arc<ServerStats>,
+        gather: Arc<ShardGather>,
         start: PipelineStart,
     ) -> Self {
         let server_id = cfg.my_id.unwrap_or(0) as u8;
@@ -113,6 +118,7 @@ impl Pipeline {
             stats,
             committing: VecDeque::new(),
             zab: start.zab.map(roles::Zab::new),
+            gather,
             cfg,
         }
     }
@@ -179,6 +185,7 @@ impl Pipeline {
                 })
                 .await;
             }
+            self.gather.answer_sessions_if_asked(|| self.session_list());
             while let Some(done) = queue.pop_log_done() {
                 self.complete(done, &io).await;
             }
@@ -256,7 +263,33 @@ impl Pipeline {
                 }
             }
             ToPipeline::Disconnected { conn, session_id } => self.sessions.detach(session_id, conn),
+            // The loop's turn already answered the gather.
+            ToPipeline::Wake => {}
         }
+    }
+
+    /// The session table for `dump`, at most `SESSION_GATHER_MAX` sessions.
+    fn session_list(&self) -> SessionList {
+        let tick_ms = self.cfg.tick_time_ms as u64;
+        let now_ms = self.now_ms();
+        let elapsed_now_ms = session_dump::elapsed_clock_ms();
+        let mut list = SessionList {
+            expiring: self.owns_sessions(),
+            ..SessionList::default()
+        };
+        for s in self.sessions.iter() {
+            if list.sessions.len() == limits::admin::SESSION_GATHER_MAX {
+                list.truncated = true;
+                break;
+            }
+            let deadline_ms = elapsed_now_ms + s.deadline_ms.saturating_sub(now_ms);
+            list.sessions.push(SessionEntry {
+                id: s.id,
+                timeout_ms: s.timeout_ms,
+                expiry_ms: session_dump::round_to_next_tick(deadline_ms, tick_ms),
+            });
+        }
+        list
     }
 
     fn header(&self, session_id: SessionId, cxid: i32) -> TxnHeader {

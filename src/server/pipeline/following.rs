@@ -670,6 +670,7 @@ impl Pipeline {
                 }
             }
             ToPipeline::Disconnected { conn, session_id } => self.sessions.detach(session_id, conn),
+            ToPipeline::Wake => {}
         }
     }
 
