@@ -303,7 +303,7 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         "set_trace_mask" => set_trace_mask(src, query, &mut put),
         "initial_configuration" => put("initial_configuration", json!(cfg.initial_config)),
         "system_properties" => {
-            for (key, value) in system_properties() {
+            for (key, value) in system_properties(cfg) {
                 put(&key, json!(value));
             }
         }
@@ -383,12 +383,14 @@ fn set_trace_mask(src: &AdminSources, query: &str, put: &mut impl FnMut(&str, Va
 /// `SystemPropertiesCommand`, sorted: the JVM properties that have a
 /// meaning here, and the `-Dkey=value` flags of `JVMFLAGS`/`SERVER_JVMFLAGS`
 /// (which zkServer.sh passes as system properties).
-fn system_properties() -> std::collections::BTreeMap<String, String> {
+fn system_properties(cfg: &Config) -> std::collections::BTreeMap<String, String> {
     let mut props = std::collections::BTreeMap::new();
-    let cwd = std::env::current_dir().map(|p| p.display().to_string());
-    props.insert("os.name".into(), capitalised(std::env::consts::OS));
-    props.insert("os.arch".into(), std::env::consts::ARCH.to_string());
-    props.insert("user.dir".into(), cwd.unwrap_or_default());
+    // The os.* and user.* properties, as `environment` reports them.
+    for (key, value) in ops::envi_pairs(cfg) {
+        if key.starts_with("os.") || key.starts_with("user.") {
+            props.insert(key.to_string(), value);
+        }
+    }
     props.insert("file.separator".into(), "/".into());
     props.insert("path.separator".into(), ":".into());
     props.insert("line.separator".into(), "\n".into());
@@ -401,14 +403,6 @@ fn system_properties() -> std::collections::BTreeMap<String, String> {
         }
     }
     props
-}
-
-/// Java's `os.name` is "Linux", not "linux".
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 fn tree_counts(g: &TreeGauges) -> ops::TreeCounts {

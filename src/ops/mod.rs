@@ -187,14 +187,71 @@ pub(crate) fn envi_pairs(cfg: &crate::config::Config) -> Vec<(&'static str, Stri
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let (user_name, user_home) = passwd_entry();
     vec![
         ("zookeeper.version", version_line()),
         ("host.name", host.trim().to_string()),
-        ("os.name", std::env::consts::OS.to_string()),
-        ("os.arch", std::env::consts::ARCH.to_string()),
+        ("os.name", java_os_name().to_string()),
+        ("os.arch", java_os_arch().to_string()),
+        ("os.version", os_version.trim().to_string()),
+        ("user.name", user_name),
+        ("user.home", user_home),
         ("user.dir", cwd),
         ("ferrokeeper.shards", cfg.shards().to_string()),
     ]
+}
+
+/// The effective user's name and home directory from the password
+/// database, as Java's `user.name`/`user.home` come (its "?" when unknown).
+fn passwd_entry() -> (String, String) {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter for getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, buf's length is passed,
+    // and the strings read below point into buf, which outlives them.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return ("?".to_string(), "?".to_string());
+    }
+    let text = |p: *const libc::c_char| {
+        if p.is_null() {
+            "?".to_string()
+        } else {
+            // SAFETY: getpwuid_r filled p with a NUL-terminated string in buf.
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    };
+    (text(pwd.pw_name), text(pwd.pw_dir))
+}
+
+/// `os.name` as Java reports it ("Linux"), so tools that match on it agree.
+fn java_os_name() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Mac OS X",
+        other => other,
+    }
+}
+
+/// `os.arch` as Java reports it (x86_64 is "amd64" there).
+fn java_os_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "i386",
+        other => other,
+    }
 }
 
 /// The tree's counts mntr reports (from a shard's tree version, or from the
