@@ -1,11 +1,13 @@
-//! Operator commands an ensemble member answers differently from a
-//! standalone server, against a 3-server Ferrokeeper ensemble.
+//! Operator commands (four letters and AdminServer) an ensemble member
+//! answers differently from a standalone server, against Ferrokeeper
+//! ensembles.
 
 mod common;
 
 use std::time::Duration;
 
 use common::ensemble::Ensemble;
+use serde_json::Value;
 
 /// `dump` as ZooKeeper's session trackers print it: the leader (which
 /// expires sessions) by expiry time, a follower its global sessions with
@@ -38,5 +40,78 @@ fn dump_lists_sessions_as_leader_and_learner_trackers() {
         on_follower.contains(&format!("\n0x{id:x}\t12000ms\n")),
         "{on_follower}"
     );
+    drop(conn);
+}
+
+fn admin_json(ens: &Ensemble, sid: usize, command: &str) -> Value {
+    let path = format!("/commands/{command}");
+    let reply = common::http::request(ens.admin_addr(sid), "GET", &path, Duration::from_secs(10));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}
+
+/// `observers` on the leader lists its synced observer with
+/// `LearnerHandler.getLearnerHandlerInfo`'s keys and counters (a write
+/// through the observer is one forwarded request, and its INFORM the last
+/// zxid sent); elsewhere it is 0 and an empty list, as ZooKeeper's.
+#[test]
+fn observers_lists_the_leaders_synced_observers() {
+    let ens = Ensemble::start(3, 1, &[("admin.enableServer", "true")]);
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let observer = 4;
+    assert!(ens.is_observer(observer));
+    let mut conn = common::raw::Conn::connect(ens.client_addr(observer), 10_000);
+    let body =
+        common::raw::create_body("/through-observer", b"x", &common::raw::Acl::world_all(), 0);
+    let (_, reply) = conn.call(common::raw::op::CREATE, &body);
+    assert_eq!(reply.err, 0);
+    let written_zxid = reply.zxid;
+    ens.wait_until(
+        Duration::from_secs(20),
+        "the observer's request and INFORM counted",
+        |e| {
+            let answer = admin_json(e, leader, "observers");
+            answer["observers"][0]["requests"].as_u64() >= Some(1)
+                && answer["observers"][0]["last_zxid"].as_i64() >= Some(written_zxid)
+        },
+    );
+    let answer = admin_json(&ens, leader, "observers");
+    assert_eq!(answer["command"], "observers", "{answer}");
+    assert_eq!(answer["synced_observers"], 1, "{answer}");
+    let info = answer["observers"][0].as_object().expect("one observer");
+    let keys: Vec<&str> = info.keys().map(String::as_str).collect();
+    let mut expected = vec![
+        "remote_socket_address",
+        "sid",
+        "established",
+        "queued_packets",
+        "queued_packets_size",
+        "packets_received",
+        "packets_sent",
+        "requests",
+        "last_zxid",
+    ];
+    expected.sort_unstable();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, expected, "{answer}");
+    assert_eq!(info["sid"], 4, "{answer}");
+    let address = info["remote_socket_address"].as_str().unwrap();
+    assert!(address.starts_with("/127.0.0.1:"), "{answer}");
+    assert!(
+        info["established"].as_i64().unwrap() > 1_700_000_000_000,
+        "{answer}"
+    );
+    assert!(info["packets_received"].as_u64().unwrap() >= 2, "{answer}");
+    assert!(info["packets_sent"].as_u64().unwrap() >= 2, "{answer}");
+    for sid in ens.sids().filter(|s| *s != leader) {
+        let answer = admin_json(&ens, sid, "obsr");
+        assert_eq!(answer["synced_observers"], 0, "server {sid}: {answer}");
+        assert_eq!(
+            answer["observers"],
+            serde_json::json!([]),
+            "server {sid}: {answer}"
+        );
+    }
     drop(conn);
 }

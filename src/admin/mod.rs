@@ -10,8 +10,7 @@
 //! only shards hold (watches, ephemerals), the bounded cross-shard gather
 //! ([`ShardGather`]). None of the commands served here requires auth in
 //! ZooKeeper 3.9 (only snapshot and restore do, and they are not served;
-//! nor are `hash`, whose digests Ferrokeeper does not keep, and
-//! `observers`, whose per-observer details the leader does not publish).
+//! nor is `hash`, whose digests Ferrokeeper does not keep).
 
 mod peer;
 
@@ -75,6 +74,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["leader", "lead"],
     &["monitor", "mntr"],
     &["observer_connection_stat_reset", "orst"],
+    &["observers", "obsr"],
     &["ruok"],
     &["server_stats", "srvr"],
     &["set_trace_mask", "stmk"],
@@ -311,6 +311,7 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         "observer_connection_stat_reset" => {}
         "leader" => peer::leader(src, &mut put),
         "voting_view" => peer::voting_view(src, &mut put),
+        "observers" => peer::observers(src, &mut put),
         "zabstate" => peer::zabstate(src, tree_counts(&src.tree).last_zxid, &mut put),
         "watch_summary" => {
             let t = src.stats.totals();

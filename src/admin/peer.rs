@@ -1,5 +1,5 @@
 //! The AdminServer commands about the ensemble (`leader`, `voting_view`,
-//! `zabstate`), from the configuration and the replica status the role
+//! `zabstate`, `observers`), from the configuration and the replica status the role
 //! threads publish. Keys, value types and the standalone answers are those of
 //! ZooKeeper 3.9's `Commands.java`; addresses are written as its Jackson
 //! writes an `InetSocketAddress` from a config line (`host:port`, the host as
@@ -105,4 +105,35 @@ pub fn zabstate(src: &AdminSources, last_zxid: i64, put: &mut impl FnMut(&str, V
     put("zab_epoch", json!(last_zxid >> 32));
     put("zab_counter", json!(last_zxid & 0xffff_ffff));
     put("zabstate", json!(phase));
+}
+
+/// `SyncedObserverConsCommand`: a leader's synced observers with their
+/// link counters, in `LearnerHandler.getLearnerHandlerInfo`'s key order;
+/// 0 and an empty list elsewhere (Ferrokeeper has no observer masters).
+pub fn observers(src: &AdminSources, put: &mut impl FnMut(&str, Value)) {
+    let replica = &src.stats.replica;
+    if replica.mode() != Mode::Leader {
+        put("synced_observers", json!(0));
+        put("observers", json!([]));
+        return;
+    }
+    let observers: Vec<Value> = replica
+        .observers()
+        .into_iter()
+        .map(|o| {
+            json!({
+                "remote_socket_address": o.remote_socket_address,
+                "sid": o.sid,
+                "established": o.established_unix_ms,
+                "queued_packets": o.queued_packets,
+                "queued_packets_size": o.queued_bytes,
+                "packets_received": o.packets_received,
+                "packets_sent": o.packets_sent,
+                "requests": o.requests,
+                "last_zxid": o.last_zxid,
+            })
+        })
+        .collect();
+    put("synced_observers", json!(replica.synced_observers()));
+    put("observers", Value::Array(observers));
 }

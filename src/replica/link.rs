@@ -57,6 +57,24 @@ pub struct LinkOut {
     bell: Bell,
     closed: Cell<bool>,
     fd: RawFd,
+    /// Packets handed to the socket (ZooKeeper's LearnerHandler `packetsSent`).
+    packets_sent: Cell<u64>,
+    remote: String,
+    /// What the leader counts of a learner's link, for `observers`.
+    pub learner: LearnerCounters,
+}
+
+/// ZooKeeper's `LearnerHandler` counters (`getLearnerHandlerInfo`), kept by
+/// the leader on each learner's link.
+#[derive(Default)]
+pub struct LearnerCounters {
+    /// When the connection was accepted (ms since the epoch).
+    pub established_unix_ms: Cell<i64>,
+    pub packets_received: Cell<u64>,
+    /// REQUEST packets (forwarded writes).
+    pub requests: Cell<u64>,
+    /// The zxid of the last packet sent that carries one; -1 before.
+    pub last_zxid: Cell<i64>,
 }
 
 impl LinkOut {
@@ -120,6 +138,42 @@ impl LinkOut {
     pub fn is_closed(&self) -> bool {
         self.closed.get()
     }
+
+    /// Packets queued and not yet written, and their bytes.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.queue.borrow().len(), self.queued_bytes.get())
+    }
+
+    pub fn packets_sent(&self) -> u64 {
+        self.packets_sent.get()
+    }
+
+    /// The peer's address, as Java's `Socket.getRemoteSocketAddress()`
+    /// prints it (`/127.0.0.1:port`; "<null>" if it could not be read).
+    pub fn remote_address(&self) -> &str {
+        &self.remote
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The peer address of a connected socket, as Java prints it.
+fn java_remote_address(fd: RawFd) -> String {
+    // SAFETY: `spawn` calls this while it owns the stream, so the fd is open
+    // for the whole borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match socket2::SockRef::from(&fd)
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+    {
+        Some(addr) => format!("/{addr}"),
+        None => "<null>".to_string(),
+    }
 }
 
 /// Starts the reader and writer tasks of a connected socket. `expect_snap`:
@@ -138,6 +192,13 @@ pub fn spawn(
         bell: Bell::new(),
         closed: Cell::new(false),
         fd: stream.as_raw_fd(),
+        packets_sent: Cell::new(0),
+        remote: java_remote_address(stream.as_raw_fd()),
+        learner: LearnerCounters {
+            established_unix_ms: Cell::new(unix_ms()),
+            last_zxid: Cell::new(-1),
+            ..LearnerCounters::default()
+        },
     });
     let (reader, writer) = futures_lite::io::split(stream);
     let (r_out, r_events) = (out.clone(), events.clone());
@@ -222,6 +283,7 @@ async fn write_loop(mut writer: WriteHalf<LinkStream>, out: Rc<LinkOut>) {
         match item {
             Some(OutItem::Frame(frame)) => {
                 out.queued_bytes.set(out.queued_bytes.get() - frame.len());
+                out.packets_sent.set(out.packets_sent.get() + 1);
                 buf.extend_from_slice(&frame);
                 if buf.len() < LINK_IO_CHUNK_BYTES && !out.queue.borrow().is_empty() {
                     continue;

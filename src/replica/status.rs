@@ -3,6 +3,7 @@
 //! other threads never wait for the pipeline).
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// ZooKeeper's server states as `srvr` prints them (`Mode:`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,25 @@ pub struct ReplicaStatus {
     pending_syncs: AtomicUsize,
     /// Voters of the ensemble (`quorum_size`); 0 standalone.
     voters: AtomicUsize,
+    /// A leader's synced observers (`observers`), refreshed every ZAB tick;
+    /// a few entries, read by the AdminServer only.
+    observers: Mutex<Vec<ObserverInfo>>,
+}
+
+/// One synced observer as ZooKeeper's `LearnerHandler.getLearnerHandlerInfo`
+/// describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObserverInfo {
+    /// `/host:port`, as Java prints a socket address.
+    pub remote_socket_address: String,
+    pub sid: i64,
+    pub established_unix_ms: i64,
+    pub queued_packets: usize,
+    pub queued_bytes: usize,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub requests: u64,
+    pub last_zxid: i64,
 }
 
 impl ReplicaStatus {
@@ -76,7 +96,19 @@ impl ReplicaStatus {
         if mode != Mode::Leader {
             self.set_learners(0, 0, 0);
             self.pending_syncs.store(0, Relaxed);
+            self.set_observers(Vec::new());
         }
+    }
+
+    pub fn set_observers(&self, observers: Vec<ObserverInfo>) {
+        *self.observers.lock().unwrap_or_else(|e| e.into_inner()) = observers;
+    }
+
+    pub fn observers(&self) -> Vec<ObserverInfo> {
+        self.observers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn leader(&self) -> Option<u64> {

@@ -331,6 +331,14 @@ impl Leader {
         self.count_learners(LearnerKind::Observer)
     }
 
+    /// The synced observers' ids (the `observers` command lists them).
+    pub fn synced_observer_sids(&self) -> impl Iterator<Item = Sid> + '_ {
+        self.learners
+            .iter()
+            .filter(|(_, l)| l.kind == LearnerKind::Observer && l.phase == LearnerPhase::UpToDate)
+            .map(|(sid, _)| *sid)
+    }
+
     fn count_learners(&self, kind: LearnerKind) -> usize {
         self.learners
             .values()

@@ -51,6 +51,7 @@ const OWNED_KEYS: &[&str] = &[
     "clientPort",
     "clientPortAddress",
     "peerType",
+    "admin.serverPort",
 ];
 
 /// The two proxies of one direction of one pair.
@@ -82,6 +83,9 @@ struct Member {
     client_port: u16,
     quorum_port: u16,
     election_port: u16,
+    /// The AdminServer's port, used when `extra_cfg` sets
+    /// `admin.enableServer=true`.
+    admin_port: u16,
     child: Option<Child>,
 }
 
@@ -227,6 +231,7 @@ impl Ensemble {
                 client_port: reserve(),
                 quorum_port: reserve(),
                 election_port: reserve(),
+                admin_port: reserve(),
                 child: None,
             })
             .collect();
@@ -267,6 +272,8 @@ impl Ensemble {
             ("clientPortAddress".into(), "127.0.0.1".into()),
             ("4lw.commands.whitelist".into(), "*".into()),
             ("admin.enableServer".into(), "false".into()),
+            ("admin.serverAddress".into(), "127.0.0.1".into()),
+            ("admin.serverPort".into(), m.admin_port.to_string()),
             // Several processes share the machine: one shard each.
             ("ferrokeeper.shards".into(), "1".into()),
         ];
@@ -703,6 +710,10 @@ impl Ensemble {
     }
     pub fn client_addr(&self, sid: usize) -> SocketAddr {
         self.member(sid).client_addr()
+    }
+    /// Where the server's AdminServer listens if `admin.enableServer=true`.
+    pub fn admin_addr(&self, sid: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.member(sid).admin_port))
     }
     /// Every server's client address, comma-separated.
     pub fn connect_string(&self) -> String {

@@ -28,7 +28,6 @@ from servers import free_port
 # Apache 3.8's commands that Ferrokeeper does not serve, with why.
 KNOWN_ABSENT_COMMANDS = {
     "hash": "Ferrokeeper keeps no tree digests (DataTree's digest log)",
-    "observers": "the leader publishes no per-observer connection details",
 }
 
 # Keys of a JVM (java.*, the heap as os.memory.*): no equivalent in a Rust process.

@@ -23,7 +23,7 @@ use crate::proto::jute::Reader;
 use crate::proto::{perms, Acl, ErrorCode, Id, SessionId};
 use crate::replica::link::{self, LinkId, LinkOut};
 use crate::replica::secure::LinkStream;
-use crate::replica::status::Mode;
+use crate::replica::status::{Mode, ObserverInfo};
 use crate::server::batch::Batch;
 use crate::server::inbox::Inbox;
 use crate::server::messages::{
@@ -165,6 +165,15 @@ impl Pipeline {
         io: &Io<'_>,
     ) {
         let now = self.now_ms();
+        if let Some(out) = self.leading().links.get(&link) {
+            let counters = &out.learner;
+            counters
+                .packets_received
+                .set(counters.packets_received.get() + 1);
+            if packet.packet_type == qw::REQUEST {
+                counters.requests.set(counters.requests.get() + 1);
+            }
+        }
         let Some(&sid) = self.leading().sid_of.get(&link) else {
             return self.on_learner_hello(link, packet, io).await;
         };
@@ -305,6 +314,37 @@ impl Pipeline {
     pub(super) async fn leader_tick(&mut self, now_ms: u64, io: &Io<'_>) {
         let actions = self.leading().core.step(now_ms, Input::Tick);
         self.leader_actions(actions, io).await;
+        if matches!(self.zab_mut().role, Role::Leading(_)) {
+            self.publish_observers();
+        }
+    }
+
+    /// The synced observers' link details for the AdminServer's
+    /// `observers` (a few entries, every ZAB tick).
+    fn publish_observers(&mut self) {
+        let status = self.stats.clone();
+        let leading = self.leading();
+        let observers = leading
+            .core
+            .synced_observer_sids()
+            .filter_map(|sid| {
+                let out = leading.links.get(leading.link_of.get(&sid)?)?;
+                let (queued_packets, queued_bytes) = out.queued();
+                let c = &out.learner;
+                Some(ObserverInfo {
+                    remote_socket_address: out.remote_address().to_string(),
+                    sid,
+                    established_unix_ms: c.established_unix_ms.get(),
+                    queued_packets,
+                    queued_bytes,
+                    packets_received: c.packets_received.get(),
+                    packets_sent: out.packets_sent(),
+                    requests: c.requests.get(),
+                    last_zxid: c.last_zxid.get(),
+                })
+            })
+            .collect();
+        status.replica.set_observers(observers);
     }
 
     /// The leader's own log is durable up to `zxid`.
@@ -655,6 +695,9 @@ impl Pipeline {
         else {
             return;
         };
+        if let Some(zxid) = packet_zxid(&packet) {
+            out.learner.last_zxid.set(zxid);
+        }
         let sent = match packet {
             Packet::LeaderInfo { new_epoch } => out.send(&leader_info_packet(new_epoch)),
             Packet::Sync { plan, proposals_to } => {
@@ -762,4 +805,16 @@ fn send_history(
         }
     }
     true
+}
+
+/// The zxid a packet to a learner carries, as LearnerHandler records its
+/// `lastZxid` (none for LEADERINFO, NEWLEADER's epoch, UPTODATE and PING).
+fn packet_zxid(packet: &Packet) -> Option<i64> {
+    match packet {
+        Packet::Proposal { zxid } | Packet::Commit { zxid } | Packet::Inform { zxid } => {
+            Some(*zxid)
+        }
+        Packet::Sync { plan, .. } => Some(plan.last_committed),
+        _ => None,
+    }
 }
