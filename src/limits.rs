@@ -148,6 +148,9 @@ pub const ACL_CACHE_SWEEP_MIN: usize = 1024;
 /// Live sessions the server holds; new sessions beyond it are refused.
 pub const SESSIONS_MAX: usize = 1 << 20;
 
+/// Tree digests kept for `hash` (ZooKeeper's `DataTree.DIGEST_LOG_LIMIT`).
+pub const DIGEST_LOG_MAX: usize = 1024;
+
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_CAP);
 const _: () = assert!(CONN_HELD_BYTES_HIGH_WATER < CONN_HELD_BYTES_HARD_CAP);
 const _: () = assert!(CONN_HELD_BYTES_HARD_CAP < CONN_HELD_BYTES_CEILING);

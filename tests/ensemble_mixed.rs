@@ -2,12 +2,15 @@
 //! ZooKeeper (Debian's package) servers in one 3-server ensemble, each side leading once.
 //! Concurrent writers go through every member, so each follower has several proposals in
 //! flight and receives COMMITs in the middle of a burst of proposals (Apache's leader
-//! commits txn by txn). Every acknowledged write must be on every member afterwards.
+//! commits txn by txn). Every acknowledged write must be on every member afterwards, and
+//! every member's tree digest (`hash`, ZooKeeper's DataTree digest) at each logged zxid
+//! the same.
 //!
 //! Every wait is bounded; the processes are stopped when the ensemble is dropped.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +74,39 @@ fn writes_converge(ens: &Ensemble, parent: &str) {
     sorted.sort();
     let all = assert_converged(ens, &sids, parent, &sorted, CONVERGE_WITHIN);
     assert!(all.len() >= sorted.len());
+    digests_agree(ens);
+}
+
+/// Every member logged ZooKeeper's tree digest at the same zxids (each 128th)
+/// with the same value: the trees were equal txn by txn, whichever server
+/// implementation applied them.
+fn digests_agree(ens: &Ensemble) {
+    let logs: Vec<(usize, BTreeMap<String, String>)> = ens
+        .sids()
+        .map(|sid| {
+            let text = ens.four_letter(sid, "hash").unwrap_or_default();
+            let log = text
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .map(|(z, d)| (z.to_string(), d.to_string()))
+                .collect();
+            (sid, log)
+        })
+        .collect();
+    let (first_sid, first) = &logs[0];
+    let common: Vec<&String> = first
+        .keys()
+        .filter(|z| logs.iter().all(|(_, log)| log.contains_key(*z)))
+        .collect();
+    assert!(common.len() >= 10, "few common digests: {logs:?}");
+    for (sid, log) in &logs {
+        for zxid in &common {
+            assert_eq!(
+                log[*zxid], first[*zxid],
+                "digest at zxid {zxid}: server {sid} and server {first_sid} differ"
+            );
+        }
+    }
 }
 
 #[test]

@@ -9,8 +9,7 @@
 //! atomics, the tree's [`TreeGauges`] and the configuration, and, for what
 //! only shards hold (watches, ephemerals), the bounded cross-shard gather
 //! ([`ShardGather`]). None of the commands served here requires auth in
-//! ZooKeeper 3.9 (only snapshot and restore do, and they are not served;
-//! nor is `hash`, whose digests Ferrokeeper does not keep).
+//! ZooKeeper 3.9 (only snapshot and restore do, and they are not served).
 
 mod peer;
 
@@ -68,6 +67,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["dump"],
     &["environment", "env", "envi"],
     &["get_trace_mask", "gtmk"],
+    &["hash"],
     &["initial_configuration", "icfg"],
     &["is_read_only", "isro"],
     &["last_snapshot", "lsnp"],
@@ -312,6 +312,22 @@ fn command_data(primary: &str, query: &str, src: &AdminSources) -> Map<String, V
         "leader" => peer::leader(src, &mut put),
         "voting_view" => peer::voting_view(src, &mut put),
         "observers" => peer::observers(src, &mut put),
+        "hash" => {
+            let g = src.gather.gather_blocking(false);
+            gather::warn_if_partial("hash", &g);
+            let digests: Vec<Value> = g
+                .digests
+                .iter()
+                .map(|d| {
+                    json!({
+                        "zxid": d.zxid,
+                        "digest_version": crate::tree::digest::DIGEST_VERSION,
+                        "digest": d.digest,
+                    })
+                })
+                .collect();
+            put("digests", Value::Array(digests));
+        }
         "zabstate" => peer::zabstate(src, tree_counts(&src.tree).last_zxid, &mut put),
         "watch_summary" => {
             let t = src.stats.totals();

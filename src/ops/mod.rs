@@ -54,7 +54,13 @@ pub async fn four_letter_reply(word: &str, shard: &Shard) -> String {
             format!("datadir_size: {data}\nlogdir_size: {log}\n")
         }
         "isro" => isro(shard).to_string(),
-        "hash" => format!("{:x}\n", shard.version.borrow().last_zxid()),
+        // DigestCommand: each logged digest as "<zxid hex>: <digest>".
+        "hash" => shard
+            .version
+            .borrow()
+            .digest_log()
+            .map(|d| format!("{:x}: {}\n", d.zxid, d.digest))
+            .collect(),
         other => format!("{other} is not executed because it is not supported by this server.\n"),
     }
 }

@@ -20,11 +20,12 @@ pub enum QuorumEvent {
         link: LinkId,
         packet: QuorumPacket,
     },
-    /// The snapshot stream after a SNAP packet, loaded (or why not).
+    /// The snapshot stream after a SNAP packet, loaded (or why not); boxed,
+    /// as a tree is large beside the other events.
     Snapshot {
         link: LinkId,
         zxid: i64,
-        loaded: Result<LoadedSnap, String>,
+        loaded: Result<Box<LoadedSnap>, String>,
     },
     LinkClosed {
         link: LinkId,

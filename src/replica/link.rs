@@ -239,7 +239,7 @@ async fn read_loop(
                 let zxid = *zxid;
                 let (_, load) = snap.take().expect("a snapshot is loading");
                 buf.extend_from_slice(load.rest());
-                let loaded = load.finish().map_err(|e| e.to_string());
+                let loaded = load.finish().map(Box::new).map_err(|e| e.to_string());
                 events.push(QuorumEvent::Snapshot {
                     link: id,
                     zxid,

@@ -1,6 +1,6 @@
 //! A bounded cross-shard gather of what only shards hold: their watches
 //! (each shard's registry belongs to its executor) and, from shard 0, the
-//! ephemerals of the tree version it serves; and, when asked for, the
+//! ephemerals and digest log of the tree version it serves; and, when asked for, the
 //! pipeline's session table (`dump`'s session expiry). `wchc`, `wchp` and
 //! `dump` (four letters and AdminServer alike) see every shard through it.
 //!
@@ -25,6 +25,7 @@ use crate::limits::admin::{EPHEMERAL_GATHER_PAIRS_MAX, GATHER_TIMEOUT, WATCH_GAT
 use crate::server::messages::ToPipeline;
 use crate::server::session_dump::SessionList;
 use crate::server::shard::Shard;
+use crate::tree::digest::ZxidDigest;
 
 /// What one shard answered.
 #[derive(Clone, Default)]
@@ -35,6 +36,8 @@ struct Answer {
     /// (session id, ephemeral path) pairs; shard 0 only (every shard serves
     /// the same tree).
     ephemerals: Vec<(i64, String)>,
+    /// The tree's digest log (`hash`); shard 0 only.
+    digests: Vec<ZxidDigest>,
     truncated: bool,
 }
 
@@ -43,6 +46,8 @@ struct Answer {
 pub struct Gathered {
     pub watches: Vec<(Arc<str>, i64)>,
     pub ephemerals: Vec<(i64, String)>,
+    /// The digest log of the tree shard 0 serves, oldest first.
+    pub digests: Vec<ZxidDigest>,
     /// The pipeline's sessions, if they were asked for and it answered.
     pub sessions: Option<SessionList>,
     /// Some shard had more than its share of pairs.
@@ -173,6 +178,7 @@ impl ShardGather {
         for a in answers.shards.iter().filter(|a| a.generation >= generation) {
             out.watches.extend(a.watches.iter().cloned());
             out.ephemerals.extend(a.ephemerals.iter().cloned());
+            out.digests.extend(a.digests.iter().copied());
             out.truncated |= a.truncated;
         }
         if sessions && !sessions_missing {
@@ -255,6 +261,7 @@ fn shard_answer(shard: &Shard, generation: u64, shards: usize) -> Answer {
     }
     if shard.index == 0 {
         answer.truncated |= ephemeral_pairs(shard, &mut answer.ephemerals);
+        answer.digests = shard.version.borrow().digest_log().copied().collect();
     }
     answer
 }

@@ -29,6 +29,7 @@ impl DataTree {
     pub fn apply(&mut self, hdr: &TxnHeader, op: &TxnOp, events: &mut Vec<TreeEvent>) -> TxnResult {
         let result = self.apply_op(hdr, op, events);
         self.last_zxid = self.last_zxid.max(hdr.zxid);
+        self.log_digest(hdr.zxid);
         result
     }
 
@@ -50,17 +51,23 @@ impl DataTree {
                     parent_cversion: *parent_cversion,
                     kind: *kind,
                 };
-                self.apply_create(hdr, &new_node, events)
+                self.with_digest([digest_parent(path), path], |tree| {
+                    tree.apply_create(hdr, &new_node, events)
+                })
             }
             TxnOp::Delete { path } => self
-                .apply_delete(hdr.zxid, path, events)
+                .digested_delete(hdr.zxid, path, events)
                 .map(|()| TxnResult::Deleted),
             TxnOp::SetData {
                 path,
                 data,
                 version,
-            } => self.apply_set_data(hdr, path, data, *version, events),
-            TxnOp::SetAcl { path, acl, version } => self.apply_set_acl(path, acl, *version),
+            } => self.with_digest([path, path], |tree| {
+                tree.apply_set_data(hdr, path, data, *version, events)
+            }),
+            TxnOp::SetAcl { path, acl, version } => {
+                self.with_digest([path, path], |tree| tree.apply_set_acl(path, acl, *version))
+            }
             TxnOp::Check { .. } => Ok(TxnResult::Checked),
             TxnOp::Multi(ops) => Ok(self.apply_multi(hdr, ops, events)),
             TxnOp::CreateSession { .. } => Ok(TxnResult::Session),
@@ -127,6 +134,18 @@ impl DataTree {
             path: new.path.to_string(),
             stat,
             kind: new.kind,
+        })
+    }
+
+    /// A delete that keeps the tree digest (the node and its parent change).
+    fn digested_delete(
+        &mut self,
+        zxid: i64,
+        node_path: &str,
+        events: &mut Vec<TreeEvent>,
+    ) -> Result<(), ErrorCode> {
+        self.with_digest([digest_parent(node_path), node_path], |tree| {
+            tree.apply_delete(zxid, node_path, events)
         })
     }
 
@@ -241,10 +260,20 @@ impl DataTree {
         let paths: Vec<PathRef> = paths.iter().cloned().collect();
         for node_path in paths {
             // Ephemerals have no children, so this cannot fail.
-            let deleted = self.apply_delete(hdr.zxid, &node_path, events);
+            let deleted = self.digested_delete(hdr.zxid, &node_path, events);
             assert_eq!(deleted, Ok(()), "ephemeral {node_path} deletes cleanly");
         }
         assert!(!self.ephemerals.contains_key(&hdr.session_id));
+    }
+}
+
+/// The parent whose stat a create or delete of `node_path` changes ("/" for
+/// a top-level node; the path itself if it has none, which then fails).
+fn digest_parent(node_path: &str) -> &str {
+    match path::zk_parent(node_path) {
+        Some("") => path::ROOT,
+        Some(parent) => parent,
+        None => node_path,
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod acl;
 mod acl_cache;
 mod apply;
+pub mod digest;
 pub mod node;
 pub mod path;
 mod prep;
@@ -83,6 +84,12 @@ pub struct DataTree {
     acls: acl_cache::AclCache,
     /// Paths with a quota (see `quota.rs`); empty unless quotas are set.
     quotas: quota::QuotaIndex,
+    /// ZooKeeper's tree digest (`digest.rs`), kept with every change.
+    digest: i64,
+    /// The digests logged at every 128th zxid, oldest first, at most
+    /// `limits::DIGEST_LOG_MAX`. Shared by clones; a push copies it if a
+    /// published version holds it (16 KiB once per 128 txns).
+    digest_log: Arc<std::collections::VecDeque<digest::ZxidDigest>>,
 }
 
 impl Default for DataTree {
@@ -108,6 +115,8 @@ impl DataTree {
             last_zxid: 0,
             acls: acl_cache::AclCache::default(),
             quotas: quota::QuotaIndex::new(),
+            digest: 0,
+            digest_log: Arc::default(),
         };
         let open = tree.acls.intern(&Acl::open_unsafe());
         tree.insert_system_node(path::ROOT, open.clone(), Stat::default());
@@ -119,7 +128,61 @@ impl DataTree {
         };
         let read_only = tree.acls.intern(&Acl::read_unsafe());
         tree.insert_system_node(CONFIG_PATH, read_only, config_stat);
+        tree.digest = tree.iter().fold(0i64, |sum, (p, node)| {
+            sum.wrapping_add(digest::node_digest(p, node))
+        });
         tree
+    }
+
+    /// ZooKeeper's tree digest of this version.
+    pub fn digest(&self) -> i64 {
+        self.digest
+    }
+
+    /// The digests logged so far (`hash`), oldest first.
+    pub fn digest_log(&self) -> impl Iterator<Item = &digest::ZxidDigest> {
+        self.digest_log.iter()
+    }
+
+    /// The digest of the node at `node_path` (0 if absent or excluded).
+    fn digest_at(&self, node_path: &str) -> i64 {
+        self.nodes
+            .get(node_path)
+            .map_or(0, |node| digest::node_digest(node_path, node))
+    }
+
+    /// Runs a change to the nodes at `paths` (and no others), keeping the
+    /// tree digest: their digests before come off, after go on
+    /// (`NodeHashMap.preChange`/`postChange`).
+    fn with_digest<R>(&mut self, paths: [&str; 2], change: impl FnOnce(&mut Self) -> R) -> R {
+        let sum = |tree: &Self| {
+            let second = if paths[1] == paths[0] {
+                0
+            } else {
+                tree.digest_at(paths[1])
+            };
+            tree.digest_at(paths[0]).wrapping_add(second)
+        };
+        let before = sum(self);
+        let result = change(self);
+        let after = sum(self);
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
+        result
+    }
+
+    /// `DataTree.logZxidDigest`: every 128th zxid's digest is kept.
+    fn log_digest(&mut self, zxid: i64) {
+        if zxid % digest::DIGEST_LOG_INTERVAL != 0 {
+            return;
+        }
+        let log = Arc::make_mut(&mut self.digest_log);
+        log.push_back(digest::ZxidDigest {
+            zxid,
+            digest: self.digest,
+        });
+        if log.len() > crate::limits::DIGEST_LOG_MAX {
+            log.pop_front();
+        }
     }
 
     fn insert_system_node(&mut self, node_path: &str, acl: Arc<[Acl]>, stat: Stat) {
@@ -280,8 +343,10 @@ impl DataTree {
     pub fn assert_invariants(&self) {
         let mut data_bytes = 0;
         let mut ephemeral_count = 0;
+        let mut tree_digest = 0i64;
         for (node_path, node) in self.iter() {
             node.assert_consistent();
+            tree_digest = tree_digest.wrapping_add(digest::node_digest(node_path, node));
             data_bytes += path::java_len(node_path) + data_len(&node.data) as i64;
             for child in node.children.paths() {
                 assert_eq!(
@@ -306,6 +371,10 @@ impl DataTree {
             }
         }
         assert_eq!(data_bytes, self.data_bytes);
+        assert_eq!(
+            tree_digest, self.digest,
+            "the digest kept equals the tree's"
+        );
         assert_eq!(ephemeral_count, self.ephemeral_count);
         let indexed: usize = self.ephemerals.values().map(|paths| paths.len()).sum();
         assert_eq!(indexed, self.ephemeral_count);

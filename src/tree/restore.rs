@@ -148,9 +148,13 @@ impl DataTree {
     pub fn insert_restored(&mut self, restored: RestoredNode) -> Result<(), ErrorCode> {
         let RestoredNode { path, node, linked } = restored;
         if is_built_in(&path) {
-            self.fill_built_in(&path, Arc::unwrap_or_clone(node));
+            let built_in = path.clone();
+            self.with_digest([&built_in, &built_in], |tree| {
+                tree.fill_built_in(&path, Arc::unwrap_or_clone(node))
+            });
             return Ok(());
         }
+        let node_digest = super::digest::node_digest(&path, &node);
         if !linked {
             let parent = self
                 .node_mut(path::parent(&path))
@@ -162,7 +166,10 @@ impl DataTree {
         self.data_bytes += path::java_len(&path) + data_len(&node.data) as i64;
         self.index_owner(&path, node.kind());
         match self.nodes.insert(path, node) {
-            None => Ok(()),
+            None => {
+                self.digest = self.digest.wrapping_add(node_digest);
+                Ok(())
+            }
             Some(_) => Err(ErrorCode::NodeExists),
         }
     }

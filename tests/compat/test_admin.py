@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import urllib.request
+import zlib
 
 import pytest
 from kazoo.client import KazooClient
 
-from servers import free_port
+from servers import free_port, four_letter_word
 
-# Apache 3.8's commands that Ferrokeeper does not serve, with why.
-KNOWN_ABSENT_COMMANDS = {
-    "hash": "Ferrokeeper keeps no tree digests (DataTree's digest log)",
-}
+# Apache 3.8's commands that Ferrokeeper does not serve, with why (none left).
+KNOWN_ABSENT_COMMANDS: dict[str, str] = {}
 
 # Keys of a JVM (java.*, the heap as os.memory.*): no equivalent in a Rust process.
 JVM_ONLY = re.compile(r"^(java\.|os\.memory\.|sun\.|jdk\.|jetty\.|file\.encoding|native\.|"
@@ -213,3 +213,72 @@ def test_values_the_workload_fixes_are_equal(answers):
     # Both hold at least their log; sizes differ with the formats' preallocation.
     assert f["dirs"]["datadir_size"] > 0 and a["dirs"]["datadir_size"] > 0
     assert set(TEXT_COMMANDS) <= set(a)
+
+
+def tree_digest(client: KazooClient) -> int:
+    """ZooKeeper's tree digest (DigestCalculator version 2) computed from what a client
+    reads: per node CRC-32 of path ("" for the root), data and nine stat fields, summed
+    as a Java long over every node outside /zookeeper/ (no containers or TTL nodes:
+    their stored ephemeralOwner is not what clients read)."""
+    total = 0
+    stack = ["/"]
+    while stack:
+        path = stack.pop()
+        data, st = client.get(path)
+        stack.extend(f"{path.rstrip('/')}/{child}" for child in client.get_children(path))
+        if path.startswith("/zookeeper/"):
+            continue
+        # The digest reads the stored stat; clients see its cversion as
+        # `cversion * 2 - numChildren` (DataNode.copyStat), so it is turned back.
+        stored_cversion = (st.cversion + st.numChildren) // 2
+        fields = struct.pack(">qqqqqiiiq", st.czxid, st.mzxid, st.pzxid, st.ctime, st.mtime,
+                             st.version, stored_cversion, st.aversion, st.ephemeralOwner)
+        crc = zlib.crc32((b"" if path == "/" else path.encode()) + (data or b"") + fields)
+        total = (total + crc) & (2**64 - 1)
+    return total - 2**64 if total >= 2**63 else total
+
+
+def test_hash_logs_the_tree_digest_as_zookeeper_computes_it(server_factory):
+    """A workload of every kind of change up to zxid 0x100; both servers' `hash` (four
+    letters and AdminServer) log a digest at 0x80 and 0x100, and the one at 0x100 is the
+    digest of the tree a client reads there, computed by ZooKeeper's algorithm."""
+    from kazoo.security import make_digest_acl
+
+    for kind in ("apache", "ferrokeeper"):
+        admin_port = free_port()
+        server = server_factory(kind, {
+            "admin.enableServer": "true",
+            "admin.serverAddress": "127.0.0.1",
+            "admin.serverPort": admin_port,
+        })
+        client = KazooClient(hosts=server.hosts, timeout=10.0)
+        client.start(timeout=30)
+        try:
+            client.create("/d", b"parent")
+            client.create("/d/eph", b"e", ephemeral=True)
+            client.create("/d/seq-", b"s", sequence=True)
+            client.create("/d/gone", b"")
+            client.delete("/d/gone")
+            client.set_acls("/d", [make_digest_acl("u", "p", all=True),
+                                   make_digest_acl("v", "q", read=True)])
+            client.add_auth("digest", "u:p")
+            transaction = client.transaction()
+            transaction.create("/d/multi", b"m")
+            transaction.set_data("/d", b"parent2")
+            transaction.commit()
+            zxid = client.set("/d/multi", b"x").mzxid
+            while zxid < 0x100:
+                zxid = client.set("/d/multi", str(zxid).encode()).mzxid
+            assert zxid == 0x100
+            lines = four_letter_word(server.port, "hash").splitlines()
+            assert [line.split(":")[0] for line in lines] == ["80", "100"], (kind, lines)
+            digest_at_100 = int(lines[1].split(": ")[1])
+            assert digest_at_100 == tree_digest(client), kind
+            answer = get_json(admin_port, "/commands/hash")
+            assert answer["digests"] == [
+                {"zxid": 0x80, "digest_version": 2, "digest": int(lines[0].split(": ")[1])},
+                {"zxid": 0x100, "digest_version": 2, "digest": digest_at_100},
+            ], (kind, answer)
+        finally:
+            client.stop()
+            client.close()

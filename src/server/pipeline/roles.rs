@@ -346,7 +346,8 @@ impl Pipeline {
                 Role::Looking => {}
             },
             QuorumEvent::Snapshot { link, zxid, loaded } => {
-                self.on_snapshot(link, zxid, loaded, io).await
+                self.on_snapshot(link, zxid, loaded.map(|snap| *snap), io)
+                    .await
             }
             QuorumEvent::LinkClosed { link, why } => self.on_link_closed(link, why, io).await,
             QuorumEvent::Connected { attempt, stream } => {
