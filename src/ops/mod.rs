@@ -400,10 +400,9 @@ fn wchp_text(pairs: &[(std::sync::Arc<str>, i64)]) -> String {
     s
 }
 
-/// Every shard serves the same tree, so this shard's version has every
-/// session's ephemerals.
 /// `DumpCommand`: the session tracker's dump (the pipeline's table, through
-/// the gather), then the ephemerals of the tree this shard serves.
+/// the gather), then the ephemerals of the tree this shard serves (every
+/// shard serves the same tree, so it has every session's ephemerals).
 async fn dump(shard: &Shard) -> String {
     let poll = crate::limits::admin::GATHER_POLL_INTERVAL;
     let gathered = shard.gather.gather_from(shard, poll, true).await;

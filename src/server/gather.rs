@@ -17,7 +17,7 @@
 //! taken by poll tasks and requesters only.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,9 @@ pub struct ShardGather {
     sessions_asked: AtomicU64,
     /// The newest generation the pipeline was sent a wake-up for.
     pipeline_woken: AtomicU64,
+    /// The generation the pipeline last answered (mirrors
+    /// `Answers::sessions_generation`, so its loop checks without the lock).
+    sessions_answered: AtomicU64,
     answers: Mutex<Answers>,
     answered: Condvar,
 }
@@ -80,6 +83,7 @@ impl ShardGather {
             asked: AtomicU64::new(0),
             sessions_asked: AtomicU64::new(0),
             pipeline_woken: AtomicU64::new(0),
+            sessions_answered: AtomicU64::new(0),
             answers: Mutex::new(Answers {
                 shards: vec![Answer::default(); shards.max(1)],
                 sessions_generation: 0,
@@ -111,7 +115,7 @@ impl ShardGather {
     /// unless its sessions are asked for.
     pub fn answer_sessions_if_asked(&self, list: impl FnOnce() -> SessionList) {
         let asked = self.sessions_asked.load(Acquire);
-        if self.lock().sessions_generation >= asked {
+        if self.sessions_answered.load(Acquire) >= asked {
             return;
         }
         let sessions = list();
@@ -119,6 +123,7 @@ impl ShardGather {
         answers.sessions_generation = asked;
         answers.sessions = sessions;
         drop(answers);
+        self.sessions_answered.store(asked, Release);
         self.answered.notify_all();
     }
 
