@@ -118,6 +118,17 @@ def workload(hosts: str) -> KazooClient:
     return client
 
 
+def start_with_admin(server_factory, kind: str):
+    """A standalone server with the AdminServer on a free loopback port."""
+    admin_port = free_port()
+    server = server_factory(kind, {
+        "admin.enableServer": "true",
+        "admin.serverAddress": "127.0.0.1",
+        "admin.serverPort": admin_port,
+    })
+    return server, admin_port
+
+
 @pytest.fixture(scope="module")
 def answers(server_factory) -> dict:
     """kind -> {command: answer}, after the workload, for Apache's command list."""
@@ -125,12 +136,7 @@ def answers(server_factory) -> dict:
     clients = []
     try:
         for kind in ("apache", "ferrokeeper"):
-            admin_port = free_port()
-            server = server_factory(kind, {
-                "admin.enableServer": "true",
-                "admin.serverAddress": "127.0.0.1",
-                "admin.serverPort": admin_port,
-            })
+            server, admin_port = start_with_admin(server_factory, kind)
             clients.append(workload(server.hosts))
             names = command_names(admin_port)
             out[kind] = {
@@ -245,12 +251,7 @@ def test_hash_logs_the_tree_digest_as_zookeeper_computes_it(server_factory):
     from kazoo.security import make_digest_acl
 
     for kind in ("apache", "ferrokeeper"):
-        admin_port = free_port()
-        server = server_factory(kind, {
-            "admin.enableServer": "true",
-            "admin.serverAddress": "127.0.0.1",
-            "admin.serverPort": admin_port,
-        })
+        server, admin_port = start_with_admin(server_factory, kind)
         client = KazooClient(hosts=server.hosts, timeout=10.0)
         client.start(timeout=30)
         try:
