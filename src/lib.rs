@@ -2,6 +2,7 @@
 //!
 //! Module map (see `docs/architecture.md` for the threads and the life of a request):
 //! - [`limits`]  every static bound in one place (frame size, queues, batches).
+//! - [`clock`]   Java's wall and elapsed clocks, as ZooKeeper reports times.
 //! - [`config`]  zoo.cfg + myid parsing and validation.
 //! - [`proto`]   jute codec, records, opcodes, error codes (pure).
 //! - [`tree`]    the immutable, structurally shared data tree; txn prep and apply (pure).
@@ -20,6 +21,7 @@
 //! - [`operator`] zkServer.sh-style commands: start/stop/restart/status, pid file, probes.
 
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod limits;

@@ -409,13 +409,10 @@ async fn dump(shard: &Shard) -> String {
     crate::server::gather::warn_if_partial("dump", &gathered);
     let mut s = "SessionTracker dump:\n".to_string();
     if let Some(list) = &gathered.sessions {
-        let now_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         s.push_str(&session_dump::dump_text(
             list,
-            session_dump::elapsed_clock_ms(),
-            now_unix_ms,
+            crate::clock::elapsed_ms(),
+            crate::clock::unix_ms(),
         ));
     }
     let version = shard.version.borrow();

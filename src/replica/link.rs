@@ -155,12 +155,6 @@ impl LinkOut {
     }
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The peer address of a connected socket, as Java prints it.
 fn java_remote_address(fd: RawFd) -> String {
     // SAFETY: `spawn` calls this while it owns the stream, so the fd is open
@@ -195,7 +189,7 @@ pub fn spawn(
         packets_sent: Cell::new(0),
         remote: java_remote_address(stream.as_raw_fd()),
         learner: LearnerCounters {
-            established_unix_ms: Cell::new(unix_ms()),
+            established_unix_ms: Cell::new(crate::clock::unix_ms()),
             last_zxid: Cell::new(-1),
             ..LearnerCounters::default()
         },

@@ -14,7 +14,7 @@ mod waiters;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
@@ -28,6 +28,7 @@ use super::messages::*;
 use super::quota_log::QuotaLog;
 use super::session_dump::{self, SessionEntry, SessionList};
 use super::stats::{self, ServerStats};
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::limits;
 use crate::proto::{CreateMode, ErrorCode, Request, SessionId, Zxid};
@@ -66,12 +67,6 @@ pub struct Pipeline {
     zab: Option<roles::Zab>,
     /// Answers `dump`'s request for the session table.
     gather: Arc<ShardGather>,
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Pipeline {
@@ -272,7 +267,7 @@ impl Pipeline {
     fn session_list(&self) -> SessionList {
         let tick_ms = self.cfg.tick_time_ms as u64;
         let now_ms = self.now_ms();
-        let elapsed_now_ms = session_dump::elapsed_clock_ms();
+        let elapsed_now_ms = crate::clock::elapsed_ms();
         let mut list = SessionList {
             expiring: self.owns_sessions(),
             ..SessionList::default()

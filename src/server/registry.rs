@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
 use serde_json::json;
@@ -63,18 +62,12 @@ pub struct LatencyView {
     pub max_ms: u64,
 }
 
-fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl ConnInfo {
     pub fn new(peer: SocketAddr, secure: bool) -> Self {
         ConnInfo {
             peer,
             secure,
-            established_unix_ms: unix_ms_now(),
+            established_unix_ms: crate::clock::unix_ms(),
             session_id: AtomicI64::new(0),
             timeout_ms: AtomicI32::new(0),
             received: AtomicU64::new(0),
@@ -91,7 +84,8 @@ impl ConnInfo {
     /// owning shard writes, so plain loads and stores suffice.
     pub fn record_response(&self, latency_ms: u64) {
         let l = &self.latency;
-        l.last_response_unix_ms.store(unix_ms_now(), Relaxed);
+        l.last_response_unix_ms
+            .store(crate::clock::unix_ms(), Relaxed);
         l.last_ms.store(latency_ms, Relaxed);
         l.total_ms
             .store(l.total_ms.load(Relaxed) + latency_ms, Relaxed);

@@ -5,7 +5,7 @@
 //! and has no expiry map.
 //!
 //! Expiry times are on Java's `Time.currentElapsedTime()` clock
-//! (`System.nanoTime()` in ms, which is CLOCK_MONOTONIC on Linux), rounded
+//! (`crate::clock::elapsed_ms`), rounded
 //! up to the next tick as `ExpiryQueue.roundToNextInterval` does, so the
 //! AdminServer's `expiry_time_to_session_ids` keys read as ZooKeeper's.
 
@@ -31,20 +31,6 @@ pub struct SessionList {
     pub sessions: Vec<SessionEntry>,
     /// The table had more than `SESSION_GATHER_MAX` sessions.
     pub truncated: bool,
-}
-
-/// Java's `Time.currentElapsedTime()`: CLOCK_MONOTONIC in ms.
-pub fn elapsed_clock_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// `ExpiryQueue.roundToNextInterval`: the first tick boundary after `ms`.

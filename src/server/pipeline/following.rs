@@ -432,7 +432,7 @@ impl Pipeline {
         };
         let mut sessions = SessionTable::with_passwords(
             self.cfg.my_id.unwrap_or(0) as u8,
-            super::unix_ms() as u64,
+            crate::clock::unix_ms() as u64,
             passwords,
         );
         let now = self.now_ms();

@@ -153,7 +153,7 @@ impl Pipeline {
     pub(super) fn set_config_node(&mut self) {
         let text = self.zab_mut().ensemble.config_text();
         self.tree
-            .init_config_node(Some(Bytes::from(text)), 0, super::unix_ms());
+            .init_config_node(Some(Bytes::from(text)), 0, crate::clock::unix_ms());
     }
 
     /// Takes the ensemble's password key from the tree (see [`PASSWORD_KEY_PATH`]).
