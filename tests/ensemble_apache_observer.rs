@@ -10,71 +10,18 @@
 
 mod common;
 
-use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::apache::{self, ScratchDir};
 use common::ensemble_client::Client;
+use common::mixed;
 use common::raw::{self, path_watch, Dec};
 
 /// JVM start-up plus election and sync, on a shared 2-core machine.
 const APACHE_TIMEOUT: Duration = Duration::from_secs(90);
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-struct Member {
-    quorum: u16,
-    election: u16,
-    client: u16,
-}
-
-fn four(port: u16, word: &str) -> String {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-        Ok(_) => raw::four_letter(addr, word),
-        Err(_) => String::new(),
-    }
-}
-
-fn mode(port: u16) -> Option<String> {
-    four(port, "srvr")
-        .lines()
-        .find_map(|l| l.strip_prefix("Mode: "))
-        .map(str::to_string)
-}
-
-fn wait_for(
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut() -> bool,
-    report: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            report()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// getData's (data, stat) as raw bytes of the reply, after a sync.
 fn synced_get(port: u16, path: &str) -> (Option<Vec<u8>>, raw::Stat) {
@@ -100,36 +47,21 @@ fn children(port: u16, path: &str) -> Vec<String> {
 fn an_apache_observer_syncs_from_our_leader_and_serves_the_same_data() {
     apache::require_install();
     let scratch = ScratchDir::new("apache-observer");
-    let members: Vec<Member> = (0..4)
-        .map(|_| Member {
-            quorum: free_port(),
-            election: free_port(),
-            client: free_port(),
-        })
-        .collect();
-    let mut lines = String::new();
-    for (i, m) in members.iter().enumerate() {
-        let role = if i == 3 { "observer" } else { "participant" };
-        lines.push_str(&format!(
-            "server.{}=127.0.0.1:{}:{}:{role}\n",
-            i + 1,
-            m.quorum,
-            m.election
-        ));
-    }
+    let members = mixed::peers(4);
+    let lines = mixed::server_lines(&members, |sid| {
+        Some(if sid == 4 { "observer" } else { "participant" })
+    });
     let dir = |sid: usize| -> PathBuf { scratch.path().join(format!("s{sid}")) };
     let write_cfg = |sid: usize, extra: &str| -> PathBuf {
-        let data = dir(sid).join("data");
-        fs::create_dir_all(&data).expect("data dir");
-        fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
-        let cfg = dir(sid).join("zoo.cfg");
-        let text = format!(
-            "tickTime=200\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{extra}{lines}",
-            data.display(),
-            members[sid - 1].client
-        );
-        fs::write(&cfg, text).expect("zoo.cfg");
-        cfg
+        let timing = "tickTime=200\ninitLimit=20\nsyncLimit=10\n";
+        mixed::write_peer_cfg(
+            &dir(sid),
+            sid,
+            members[sid - 1].client,
+            timing,
+            extra,
+            &lines,
+        )
     };
     let mut ours = Vec::new();
     for sid in 1..=3 {
@@ -138,38 +70,21 @@ fn an_apache_observer_syncs_from_our_leader_and_serves_the_same_data() {
             sid,
             "ferrokeeper.shards=1\nferrokeeper.sessionPasswords=zookeeper\n",
         );
-        let log = fs::File::create(dir(sid).join("server.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
-            .arg(&cfg)
-            .current_dir(dir(sid))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn ferrokeeper");
-        ours.push(Proc(child));
+        ours.push(mixed::spawn_ferrokeeper(&dir(sid), &cfg));
     }
-    let logs = || {
-        (1..=4)
-            .map(|sid| {
-                let name = if sid == 4 { "apache.log" } else { "server.log" };
-                let text = fs::read_to_string(dir(sid).join(name)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                format!(
-                    "--- server {sid}\n{}",
-                    lines[lines.len().saturating_sub(40)..].join("\n")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let log_files: Vec<(usize, PathBuf)> = (1..=4)
+        .map(|sid| {
+            let name = if sid == 4 { "apache.log" } else { "server.log" };
+            (sid, dir(sid).join(name))
+        })
+        .collect();
+    let logs = || mixed::log_tails(&log_files, 40);
     let our_ports: Vec<u16> = members[..3].iter().map(|m| m.client).collect();
-    wait_for(
+    mixed::wait_for(
         "our three servers to elect a leader",
         TIMEOUT,
         || {
-            let modes: Vec<Option<String>> = our_ports.iter().map(|&p| mode(p)).collect();
+            let modes: Vec<Option<String>> = our_ports.iter().map(|&p| mixed::mode(p)).collect();
             modes
                 .iter()
                 .filter(|m| m.as_deref() == Some("leader"))
@@ -181,7 +96,7 @@ fn an_apache_observer_syncs_from_our_leader_and_serves_the_same_data() {
     );
     let leader_port = *our_ports
         .iter()
-        .find(|&&p| mode(p).as_deref() == Some("leader"))
+        .find(|&&p| mixed::mode(p).as_deref() == Some("leader"))
         .expect("a leader");
 
     // History before the observer exists: it gets it in its sync.
@@ -206,12 +121,12 @@ fn an_apache_observer_syncs_from_our_leader_and_serves_the_same_data() {
         &dir(4).join("apache.log"),
         &["-Xmx256m"],
     );
-    let _observer = Proc(observer);
+    let _observer = mixed::Proc(observer);
     let observer_port = members[3].client;
-    wait_for(
+    mixed::wait_for(
         "the Apache observer to sync and serve",
         APACHE_TIMEOUT,
-        || mode(observer_port).as_deref() == Some("observer"),
+        || mixed::mode(observer_port).as_deref() == Some("observer"),
         logs,
     );
 

@@ -10,65 +10,18 @@
 
 mod common;
 
-use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::apache::{self, ScratchDir};
 use common::ensemble_client::Client;
+use common::mixed;
 use common::raw::{self, path_watch, Dec};
 use common::tls::Ca;
 
 /// JVM start-up plus election and sync, on a shared 2-core machine.
 const APACHE_TIMEOUT: Duration = Duration::from_secs(120);
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-struct Member {
-    quorum: u16,
-    election: u16,
-    client: u16,
-}
-
-fn mode(port: u16) -> Option<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    raw::four_letter(addr, "srvr")
-        .lines()
-        .find_map(|l| l.strip_prefix("Mode: "))
-        .map(str::to_string)
-}
-
-fn wait_for(
-    what: &str,
-    within: Duration,
-    mut cond: impl FnMut() -> bool,
-    report: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            report()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn children(port: u16, path: &str) -> Option<Vec<String>> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -95,22 +48,8 @@ fn apache_and_ferrokeeper_elect_and_replicate_over_quorum_tls() {
     let trust = scratch.path().join("ca.pem");
     ca.server("quorum-peer").write_pem_store(&store, &ca);
     ca.write_pem(&trust);
-    let members: Vec<Member> = (0..3)
-        .map(|_| Member {
-            quorum: free_port(),
-            election: free_port(),
-            client: free_port(),
-        })
-        .collect();
-    let mut lines = String::new();
-    for (i, m) in members.iter().enumerate() {
-        lines.push_str(&format!(
-            "server.{}=127.0.0.1:{}:{}\n",
-            i + 1,
-            m.quorum,
-            m.election
-        ));
-    }
+    let members = mixed::peers(3);
+    let lines = mixed::server_lines(&members, |_| None);
     let tls = format!(
         "sslQuorum=true\nssl.quorum.keyStore.location={}\nssl.quorum.keyStore.type=PEM\n\
          ssl.quorum.trustStore.location={}\nssl.quorum.trustStore.type=PEM\n",
@@ -119,23 +58,20 @@ fn apache_and_ferrokeeper_elect_and_replicate_over_quorum_tls() {
     );
     let dir = |sid: usize| -> PathBuf { scratch.path().join(format!("s{sid}")) };
     let write_cfg = |sid: usize, extra: &str| -> PathBuf {
-        let data = dir(sid).join("data");
-        fs::create_dir_all(&data).expect("data dir");
-        fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
-        let cfg = dir(sid).join("zoo.cfg");
-        let text = format!(
-            "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPort={}\n\
-             clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.enableServer=false\n\
-             {tls}{extra}{lines}",
-            data.display(),
-            members[sid - 1].client
-        );
-        fs::write(&cfg, text).expect("zoo.cfg");
-        cfg
+        let timing = "tickTime=200\ninitLimit=50\nsyncLimit=25\n";
+        let extra = format!("{tls}{extra}");
+        mixed::write_peer_cfg(
+            &dir(sid),
+            sid,
+            members[sid - 1].client,
+            timing,
+            &extra,
+            &lines,
+        )
     };
     // Apache (server 3) first: its JVM takes longest to come up.
     let apache_cfg = write_cfg(3, "");
-    let _apache = Proc(apache::spawn_quorum_peer(
+    let _apache = mixed::Proc(apache::spawn_quorum_peer(
         &dir(3),
         &apache_cfg,
         &dir(3).join("apache.log"),
@@ -148,38 +84,21 @@ fn apache_and_ferrokeeper_elect_and_replicate_over_quorum_tls() {
             sid,
             "ferrokeeper.shards=1\nferrokeeper.sessionPasswords=zookeeper\n",
         );
-        let log = fs::File::create(dir(sid).join("server.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferrokeeper"))
-            .arg(&cfg)
-            .current_dir(dir(sid))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn ferrokeeper");
-        ours.push(Proc(child));
+        ours.push(mixed::spawn_ferrokeeper(&dir(sid), &cfg));
     }
-    let logs = || {
-        (1..=3)
-            .map(|sid| {
-                let name = if sid == 3 { "apache.log" } else { "server.log" };
-                let text = fs::read_to_string(dir(sid).join(name)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                format!(
-                    "--- server {sid}\n{}",
-                    lines[lines.len().saturating_sub(60)..].join("\n")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let log_files: Vec<(usize, PathBuf)> = (1..=3)
+        .map(|sid| {
+            let name = if sid == 3 { "apache.log" } else { "server.log" };
+            (sid, dir(sid).join(name))
+        })
+        .collect();
+    let logs = || mixed::log_tails(&log_files, 60);
     let ports: Vec<u16> = members.iter().map(|m| m.client).collect();
-    wait_for(
+    mixed::wait_for(
         "all three servers to serve, one of them leading",
         APACHE_TIMEOUT,
         || {
-            let modes: Vec<Option<String>> = ports.iter().map(|&p| mode(p)).collect();
+            let modes: Vec<Option<String>> = ports.iter().map(|&p| mixed::mode(p)).collect();
             modes.iter().all(Option::is_some)
                 && modes
                     .iter()
@@ -207,7 +126,7 @@ fn apache_and_ferrokeeper_elect_and_replicate_over_quorum_tls() {
         );
     }
     let want: Vec<String> = (1..=3).map(|i| format!("from-{i}")).collect();
-    wait_for(
+    mixed::wait_for(
         "every server to list every write",
         Duration::from_secs(30),
         || {

@@ -14,6 +14,7 @@ pub mod ensemble;
 pub mod ensemble_client;
 pub mod fault_proxy;
 pub mod http;
+pub mod mixed;
 pub mod raw;
 pub mod tls;
 
