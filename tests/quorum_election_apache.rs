@@ -273,16 +273,26 @@ fn our_elector_follows_the_leader_two_apache_servers_elect() {
             decision_within(&ours, &mut [&mut a[0], &mut b[0]])?
         };
         eprintln!("our decision: {d:?}");
+        // Which Apache server leads depends on start-up timing: when server 2's election
+        // port opens late, servers 1 and 3 (ours) already make a quorum for 1, which is
+        // FastLeaderElection's rule too. What must hold is that we follow the server the
+        // Apache pair ends up with, at its epoch.
         expect(
-            d.state == ServerState::Following && d.vote.leader == 2 && d.vote.peer_epoch == 1,
-            format!("our decision {d:?}, want FOLLOWING 2 with epoch 1"),
+            d.state == ServerState::Following && d.vote.peer_epoch == 1,
+            format!("our decision {d:?}, want FOLLOWING with epoch 1"),
         )?;
-        let leader_mode = mode_within(&mut javas[1])?;
-        let follower_mode = mode_within(&mut javas[0])?;
-        eprintln!("Apache 1: {follower_mode}, Apache 2: {leader_mode}");
+        let modes = [mode_within(&mut javas[0])?, mode_within(&mut javas[1])?];
+        eprintln!("Apache 1: {}, Apache 2: {}", modes[0], modes[1]);
+        let leader = modes.iter().position(|m| m == "leader");
+        let follower = modes.iter().position(|m| m == "follower");
         expect(
-            leader_mode == "leader" && follower_mode == "follower",
-            format!("Apache modes: server 1 {follower_mode}, server 2 {leader_mode}"),
+            matches!((leader, follower), (Some(l), Some(f)) if l != f),
+            format!("Apache modes: server 1 {}, server 2 {}", modes[0], modes[1]),
+        )?;
+        let leader_sid = leader.map_or(0, |l| l as i64 + 1);
+        expect(
+            d.vote.leader == leader_sid,
+            format!("our decision {d:?}, but Apache server {leader_sid} leads"),
         )
     })();
     ours.shutdown();
