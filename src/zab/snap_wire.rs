@@ -18,7 +18,7 @@
 //! one record plus one chunk (`limits::quorum::SNAP_RECORD_BYTES_MAX`), so a
 //! snapshot never has to be in memory whole. [`load::SnapLoad`] feeds the
 //! records to the tree's restore `Assembler`; [`encode::SnapEncoder`]
-//! writes a tree version back as a SNAP stream, chunk by chunk.
+//! writes a tree version back as a SNAP stream or a snapshot file, chunk by chunk.
 //!
 //! cversion: ZooKeeper persists the number of child *creations*
 //! (`StatPersisted.cversion`) and shows clients `2 * cversion -

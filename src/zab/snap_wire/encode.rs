@@ -1,16 +1,28 @@
-//! One tree version as a SNAP stream, written chunk by chunk: the encoder
-//! owns an O(1) clone of the tree and walks it in pre-order (children
-//! sorted; Java iterates a HashSet, and its reader takes any order),
-//! remembering per open level only the last child written, so its memory
-//! is the ACL cache plus O(depth) paths, whatever the tree's size.
+//! One tree version as a SNAP stream or a `snapshot.*` file, written chunk
+//! by chunk: the encoder owns an O(1) clone of the tree and walks it in
+//! pre-order (children sorted; Java iterates a HashSet, and its reader
+//! takes any order), remembering per open level only the last child
+//! written, so its memory is the ACL cache plus O(depth) paths, whatever
+//! the tree's size. A file is framed as ZooKeeper 3.9's `FileSnap.serialize`
+//! writes it: header, the tree, then three seals (after the tree, after the
+//! digest, after the last processed zxid), each the Adler-32 of every byte
+//! before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{StatPersisted, END_OF_NODES, SNAP_SIGNATURE};
+use adler2::Adler32;
+
+use super::{
+    SnapFraming, StatPersisted, END_OF_NODES, SNAP_FILE_MAGIC, SNAP_FILE_VERSION, SNAP_SIGNATURE,
+};
 use crate::proto::jute::{put_acl, put_buffer, put_i32, put_i64, put_str};
 use crate::proto::Acl;
+use crate::tree::digest::DIGEST_VERSION;
 use crate::tree::{path, DataTree};
+
+/// The database id `FileSnap` writes in every header (a constant -1).
+pub const SNAP_FILE_DB_ID: i64 = -1;
 
 /// The ACL cache ZooKeeper writes before the nodes: every distinct list in
 /// the tree, numbered from 1 (`ReferenceCountedACLCache.incrementIndex`).
@@ -55,6 +67,7 @@ fn address_of(acl: &Arc<[Acl]>) -> usize {
 }
 
 enum Stage {
+    FileHeader,
     SessionCount,
     Sessions(usize),
     AclCount,
@@ -62,6 +75,8 @@ enum Stage {
     Root,
     Nodes,
     End,
+    /// A file's sealed sections after the tree.
+    Seals,
     Done,
 }
 
@@ -72,27 +87,46 @@ struct Level {
     last_child: Option<String>,
 }
 
-/// Writes `DataTree.serialize` + sessions + "BenWasHere", as a leader's
-/// `LearnerHandler` sends after a SNAP packet.
+/// Writes sessions + `DataTree.serialize` + "BenWasHere", as a leader's
+/// `LearnerHandler` sends after a SNAP packet, or the same framed as a
+/// snapshot file.
 pub struct SnapEncoder {
     tree: DataTree,
     sessions: Vec<(i64, i32)>,
     acls: AclRefs,
+    framing: SnapFraming,
     stage: Stage,
     levels: Vec<Level>,
+    /// Over every byte written so far (a file's seals).
+    adler: Adler32,
 }
 
 impl SnapEncoder {
-    /// `tree` should be an immutable version (a clone is O(1));
-    /// `sessions` are (session id, timeout ms).
+    /// A SNAP stream. `tree` should be an immutable version (a clone is
+    /// O(1)); `sessions` are (session id, timeout ms).
     pub fn new(tree: DataTree, sessions: Vec<(i64, i32)>) -> SnapEncoder {
+        SnapEncoder::framed(SnapFraming::Sync, tree, sessions)
+    }
+
+    /// A snapshot file of `tree` at its last zxid, as ZooKeeper 3.9 writes
+    /// one with digests and `serializeLastProcessedZxid` on (its defaults).
+    pub fn file(tree: DataTree, sessions: Vec<(i64, i32)>) -> SnapEncoder {
+        SnapEncoder::framed(SnapFraming::File, tree, sessions)
+    }
+
+    fn framed(framing: SnapFraming, tree: DataTree, sessions: Vec<(i64, i32)>) -> SnapEncoder {
         let acls = AclRefs::of(&tree);
         SnapEncoder {
             tree,
             sessions,
             acls,
-            stage: Stage::SessionCount,
+            framing,
+            stage: match framing {
+                SnapFraming::Sync => Stage::SessionCount,
+                SnapFraming::File => Stage::FileHeader,
+            },
             levels: Vec::new(),
+            adler: Adler32::new(),
         }
     }
 
@@ -110,7 +144,19 @@ impl SnapEncoder {
     }
 
     fn write_next(&mut self, out: &mut Vec<u8>) {
-        self.stage = match self.stage {
+        let start = out.len();
+        self.stage = self.write_record(out);
+        self.adler.write_slice(&out[start..]);
+    }
+
+    fn write_record(&mut self, out: &mut Vec<u8>) -> Stage {
+        match self.stage {
+            Stage::FileHeader => {
+                put_i32(out, SNAP_FILE_MAGIC);
+                put_i32(out, SNAP_FILE_VERSION);
+                put_i64(out, SNAP_FILE_DB_ID);
+                Stage::SessionCount
+            }
             Stage::SessionCount => {
                 put_i32(out, count(self.sessions.len()));
                 Stage::Sessions(0)
@@ -149,11 +195,43 @@ impl SnapEncoder {
             },
             Stage::End => {
                 put_str(out, END_OF_NODES);
-                put_str(out, SNAP_SIGNATURE);
+                match self.framing {
+                    SnapFraming::Sync => {
+                        put_str(out, SNAP_SIGNATURE);
+                        Stage::Done
+                    }
+                    SnapFraming::File => Stage::Seals,
+                }
+            }
+            Stage::Seals => {
+                self.write_seals(out);
                 Stage::Done
             }
             Stage::Done => Stage::Done,
+        }
+    }
+
+    /// `sealStream`, the tree's `ZxidDigest` and seal, the last processed
+    /// zxid and seal; each seal covers every byte before it.
+    fn write_seals(&mut self, out: &mut Vec<u8>) {
+        let mut adler = self.adler;
+        let mut section = |out: &mut Vec<u8>, write: &dyn Fn(&mut Vec<u8>)| {
+            let start = out.len();
+            write(out);
+            adler.write_slice(&out[start..]);
+            let seal_start = out.len();
+            put_i64(out, i64::from(adler.checksum()));
+            put_str(out, END_OF_NODES);
+            adler.write_slice(&out[seal_start..]);
         };
+        let (zxid, digest) = (self.tree.last_zxid(), self.tree.digest());
+        section(out, &|_| {});
+        section(out, &|out| {
+            put_i64(out, zxid);
+            put_i32(out, DIGEST_VERSION);
+            put_i64(out, digest);
+        });
+        section(out, &|out| put_i64(out, zxid));
     }
 
     /// Writes one node and opens it as a level of the walk.

@@ -82,7 +82,13 @@ fn sample_tree() -> DataTree {
 }
 
 fn encode_all(tree: &DataTree, sessions: &[(i64, i32)], chunk_bytes: usize) -> Vec<u8> {
-    let mut encoder = SnapEncoder::new(tree.clone(), sessions.to_vec());
+    drain(
+        SnapEncoder::new(tree.clone(), sessions.to_vec()),
+        chunk_bytes,
+    )
+}
+
+fn drain(mut encoder: SnapEncoder, chunk_bytes: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut chunk = Vec::new();
     loop {
@@ -259,6 +265,36 @@ fn snapshot_files_with_each_trailer_layout_load() {
         });
         assert_eq!(loaded.trailer.digest, want_digest);
         assert_eq!(loaded.trailer.last_processed_zxid, last_zxid.then_some(43));
+    }
+}
+
+/// The file encoder writes what the hand-built layout above holds, with the
+/// tree's own digest and zxid in the tail.
+#[test]
+fn file_encoder_writes_zookeepers_file_layout() {
+    let tree = sample_tree();
+    let sessions = vec![(SESSION, 9000)];
+    let mut rng = StdRng::seed_from_u64(3);
+    for chunk_bytes in [1, 33, 1 << 20] {
+        let bytes = drain(
+            SnapEncoder::file(tree.clone(), sessions.clone()),
+            chunk_bytes,
+        );
+        // The hand-built file, with the tail's values this tree has.
+        let mut want = file_bytes(&tree, false, false);
+        put_i64(&mut want, tree.last_zxid());
+        put_i32(&mut want, 2);
+        put_i64(&mut want, tree.digest());
+        seal(&mut want);
+        put_i64(&mut want, tree.last_zxid());
+        seal(&mut want);
+        assert_eq!(bytes, want, "chunks of {chunk_bytes}");
+        let loaded = load_in_chunks(&bytes, SnapFraming::File, &mut rng);
+        assert_same_tree(&loaded.tree, &tree);
+        assert_eq!(loaded.sessions, sessions);
+        let trailer = loaded.trailer;
+        assert_eq!(trailer.last_processed_zxid, Some(tree.last_zxid()));
+        assert_eq!(trailer.digest.map(|d| d.digest), Some(tree.digest()));
     }
 }
 
