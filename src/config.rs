@@ -89,6 +89,18 @@ pub struct AdminConfig {
     pub command_url: String,
     /// `admin.idleTimeout`, ms: how long one HTTP connection may take.
     pub idle_timeout_ms: u64,
+    /// `admin.snapshot.enabled`: the `snapshot` command (3.9).
+    pub snapshot_enabled: bool,
+    /// `admin.restore.enabled`: the `restore` command (3.9).
+    pub restore_enabled: bool,
+    /// `admin.rateLimiterIntervalInMS`: one `snapshot` or `restore` per
+    /// interval (ZooKeeper 3.9 reads the interval in microseconds for
+    /// `snapshot`, so its five-minute default lets one through per 300 ms;
+    /// Ferrokeeper does as it does).
+    pub rate_limiter_interval_ms: u64,
+    /// `serializeLastProcessedZxid.enabled`: 3.9 refuses `snapshot` and
+    /// `restore` without it (their files carry the zxid in it).
+    pub serialize_last_processed_zxid: bool,
 }
 
 impl Default for AdminConfig {
@@ -99,6 +111,10 @@ impl Default for AdminConfig {
             port: 8080,
             command_url: "/commands".to_string(),
             idle_timeout_ms: 30_000,
+            snapshot_enabled: true,
+            restore_enabled: true,
+            rate_limiter_interval_ms: 300_000,
+            serialize_last_processed_zxid: true,
         }
     }
 }
@@ -492,6 +508,14 @@ impl Config {
                 self.admin.idle_timeout_ms =
                     parse_range(value, 1, limits::admin::IDLE_TIMEOUT_MS_MAX)?
             }
+            "admin.snapshot.enabled" => self.admin.snapshot_enabled = parse_bool(value)?,
+            "admin.restore.enabled" => self.admin.restore_enabled = parse_bool(value)?,
+            "admin.rateLimiterIntervalInMS" => {
+                self.admin.rate_limiter_interval_ms = parse_range(value, 0, i32::MAX as u64)?
+            }
+            "serializeLastProcessedZxid.enabled" => {
+                self.admin.serialize_last_processed_zxid = parse_bool(value)?
+            }
             "quorumListenOnAllIPs" => self.quorum_listen_on_all_ips = parse_bool(value)?,
             "cnxTimeout" => {
                 self.election_connect_timeout_ms =
@@ -645,6 +669,10 @@ fn is_known_key(key: &str) -> bool {
             | "admin.serverPort"
             | "admin.commandURL"
             | "admin.idleTimeout"
+            | "admin.snapshot.enabled"
+            | "admin.restore.enabled"
+            | "admin.rateLimiterIntervalInMS"
+            | "serializeLastProcessedZxid.enabled"
             | "cnxTimeout"
             | "quorumCnxnTimeoutMs"
             | "electionPortBindRetry"
@@ -1023,7 +1051,9 @@ mod tests {
         assert_eq!(cfg.admin, AdminConfig::default());
         assert!(cfg.admin.enabled, "on by default, as in ZooKeeper");
         let text = "admin.enableServer=false\nzookeeper.admin.serverPort=9090\n\
-                    admin.serverAddress=127.0.0.1\nadmin.commandURL=/cmds/\nadmin.idleTimeout=5000\n";
+                    admin.serverAddress=127.0.0.1\nadmin.commandURL=/cmds/\nadmin.idleTimeout=5000\n\
+                    admin.snapshot.enabled=false\nzookeeper.admin.restore.enabled=false\n\
+                    admin.rateLimiterIntervalInMS=1000\nserializeLastProcessedZxid.enabled=false\n";
         let cfg = Config::parse(text, "zoo.cfg").unwrap();
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
         let want = AdminConfig {
@@ -1032,6 +1062,10 @@ mod tests {
             port: 9090,
             command_url: "/cmds".to_string(),
             idle_timeout_ms: 5000,
+            snapshot_enabled: false,
+            restore_enabled: false,
+            rate_limiter_interval_ms: 1000,
+            serialize_last_processed_zxid: false,
         };
         assert_eq!(cfg.admin, want);
         let err = Config::parse("tickTime=2000\nadmin.serverPort=http\n", "z.cfg").unwrap_err();

@@ -391,4 +391,15 @@ pub mod admin {
     /// shards it heard from (a shard stuck in a long task must not hold an
     /// HTTP thread or a four-letter-word connection).
     pub const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Jobs (`snapshot`, `restore`, their auth checks) waiting for the
+    /// pipeline at once; one more is answered 503. One per HTTP thread.
+    pub const JOBS_QUEUED_MAX: usize = CONNECTIONS_MAX;
+    /// How long an HTTP thread waits for the pipeline's answer to a job (a
+    /// restore writes a whole snapshot durably before it answers).
+    pub const JOB_ANSWER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// Largest snapshot `restore` reads (its Content-Length); the restored
+    /// tree is held in memory whole, as every tree is.
+    pub const RESTORE_BODY_BYTES_MAX: u64 = 8 << 30;
+    /// Bytes `snapshot` encodes per write to the socket.
+    pub const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
 }

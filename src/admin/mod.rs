@@ -8,10 +8,13 @@
 //! only what the server publishes for other threads: [`ServerStats`]'
 //! atomics, the tree's [`TreeGauges`] and the configuration, and, for what
 //! only shards hold (watches, ephemerals), the bounded cross-shard gather
-//! ([`ShardGather`]). None of the commands served here requires auth in
-//! ZooKeeper 3.9 (only snapshot and restore do, and they are not served).
+//! ([`ShardGather`]). `snapshot` and `restore` ([`snapshot`]), the two
+//! that need auth, are jobs for the pipeline, which owns the tree and the log.
 
+mod auth;
 mod peer;
+mod rate;
+mod snapshot;
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,7 +27,7 @@ use serde_json::{json, Map, Value};
 use tracing::info;
 
 use crate::config::Config;
-use crate::http::{self, percent_decode, status_only, Bounds, HttpServer, Request};
+use crate::http::{self, percent_decode, status_only, Bounds, HttpServer, Reply, Request};
 use crate::limits::admin as bounds;
 use crate::metrics::TreeGauges;
 use crate::ops;
@@ -33,6 +36,7 @@ use crate::server::registry::ConnRegistry;
 use crate::server::session_dump;
 use crate::server::snapshot_info::LastSnapshot;
 use crate::server::stats::ServerStats;
+use snapshot::{Limiters, RESTORE, SNAPSHOT};
 
 /// What the commands read; cheap to clone into the HTTP threads.
 #[derive(Clone)]
@@ -121,7 +125,8 @@ impl AdminServer {
             accept_poll: bounds::ACCEPT_POLL_INTERVAL,
         };
         let url = admin.command_url.clone();
-        let handler = Arc::new(move |req: &Request| respond(req, &sources));
+        let limiters = Limiters::new(admin.rate_limiter_interval_ms);
+        let handler = Arc::new(move |req: &mut Request<'_>| respond(req, &sources, &limiters));
         let server = HttpServer::start("admin", addr, limits, handler)?;
         info!("AdminServer on http://{}{url}", server.addr());
         Ok(AdminServer { server })
@@ -136,34 +141,41 @@ impl AdminServer {
     }
 }
 
-fn respond(req: &Request, src: &AdminSources) -> Vec<u8> {
+fn respond(req: &mut Request, src: &AdminSources, limiters: &Limiters) -> Reply {
     let url = src.cfg.admin.command_url.as_str();
-    let with_body = match req.method {
-        "GET" => true,
-        "HEAD" => false,
-        _ => return status_only(405, "Method Not Allowed"),
-    };
     let rest = match req.path.strip_prefix(url) {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => return status_only(404, "Not Found"),
+        _ => return status_only(404, "Not Found").into(),
     };
     let name = percent_decode(rest.trim_start_matches('/'));
+    // ZooKeeper 3.9 runs restore for POST only, the rest for GET (3.8,
+    // without restore, answers POST 405 as well).
+    match (req.method, name.as_str()) {
+        ("POST", n) if RESTORE.contains(&n) => return snapshot::restore(req, n, src, limiters),
+        ("GET" | "HEAD", n) if SNAPSHOT.contains(&n) => {
+            return snapshot::snapshot(req, n, src, limiters)
+        }
+        ("GET" | "HEAD", n) if !RESTORE.contains(&n) => {}
+        _ => return status_only(405, "Method Not Allowed").into(),
+    }
+    let with_body = req.method == "GET";
     if name.is_empty() {
         // CommandListServlet: one link per command, each followed by <br/>;
         // it sets no content type (Apache 3.8's Jetty sends none).
         let mut body = String::new();
         let mut names: Vec<&str> = COMMANDS.iter().map(|names| names[0]).collect();
+        names.extend([SNAPSHOT[0], RESTORE[0]]);
         names.sort_unstable();
         for name in names {
             body.push_str(&format!("<a href=\"{url}/{name}\">{name}</a>\n<br/>\n"));
         }
-        return http::reply(200, "OK", "", body.as_bytes(), with_body);
+        return http::reply(200, "OK", "", body.as_bytes(), with_body).into();
     }
     let body = run_command(&name, req.query, src);
     let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
     text.push('\n');
     // ZooKeeper answers an unknown command with 200 and its `error` set.
-    http::reply(200, "OK", JSON_CONTENT_TYPE, text.as_bytes(), with_body)
+    http::reply(200, "OK", JSON_CONTENT_TYPE, text.as_bytes(), with_body).into()
 }
 
 /// One command's response map (`CommandResponse.toMap`): `command` (its

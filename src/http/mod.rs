@@ -1,7 +1,10 @@
 //! A minimal HTTP/1.1 server on std threads, shared by `/metrics` and the
 //! AdminServer: one accept thread, and one short-lived thread per request, at
 //! most `Bounds::connections_max` at once. Every connection is closed after
-//! one reply, and is bounded in bytes read and in time.
+//! one reply. The head is bounded in bytes and by the deadline; a body (the
+//! AdminServer's restore) is read by the handler, bounded by it in length
+//! and per read by the idle timeout; a streamed reply is bounded per chunk
+//! by the idle timeout.
 //!
 //! Why not an HTTP crate: tiny_http 0.12 (the small one on crates.io) starts
 //! a thread per connection without bound and reads header lines without a
@@ -17,6 +20,14 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+mod body;
+pub use body::Body;
+
+/// Unread body bytes read and dropped before the reply (so that closing
+/// does not reset the connection); a larger rest is left, and the client
+/// may see a reset.
+const UNREAD_BODY_DRAIN_BYTES_MAX: u64 = 1 << 20;
+
 /// The bounds of one server (see `limits::metrics`, `limits::admin`).
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -24,23 +35,62 @@ pub struct Bounds {
     pub connections_max: usize,
     /// Largest request head; beyond it the request is answered 431.
     pub head_bytes_max: usize,
-    /// Whole time one connection may take to send its request and take the reply.
+    /// Whole time one connection may take to send its request head and take
+    /// a whole reply; the idle bound of each body read and streamed chunk.
     pub deadline: Duration,
     /// How often the idle accept loop looks at the stop flag.
     pub accept_poll: Duration,
 }
 
-/// One parsed request line (a request body, none is expected, is not read).
+/// One parsed request: its line, its headers, who sent it, and its body.
 pub struct Request<'a> {
     pub method: &'a str,
     /// The path, undecoded, without query or fragment.
     pub path: &'a str,
     /// The raw query string (`""` without one).
     pub query: &'a str,
+    /// The header lines after the request line.
+    headers: &'a str,
+    pub peer: SocketAddr,
+    /// The `Content-Length` bytes that follow the head, for the handler to read.
+    pub body: Body<'a>,
 }
 
-/// Answers one request with the whole reply (status line, headers, body).
-pub type Handler = Arc<dyn Fn(&Request) -> Vec<u8> + Send + Sync>;
+impl Request<'_> {
+    /// The first header named `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(self.headers, name)
+    }
+}
+
+fn header_value<'h>(headers: &'h str, name: &str) -> Option<&'h str> {
+    headers.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Appends the next chunk of a streamed body to the buffer it is given;
+/// false once the body is complete.
+pub type NextChunk = Box<dyn FnMut(&mut Vec<u8>) -> bool + Send>;
+
+/// What a handler answers.
+pub enum Reply {
+    /// The whole reply: status line, headers, body.
+    Whole(Vec<u8>),
+    /// The status line and headers (with the body's Content-Length), then
+    /// the body, chunk by chunk.
+    Stream { head: Vec<u8>, next: NextChunk },
+}
+
+impl From<Vec<u8>> for Reply {
+    fn from(whole: Vec<u8>) -> Reply {
+        Reply::Whole(whole)
+    }
+}
+
+/// Answers one request.
+pub type Handler = Arc<dyn Fn(&mut Request<'_>) -> Reply + Send + Sync>;
 
 /// The running server; `stop` ends its accept thread and waits for it
 /// (requests in progress finish on their own within the deadline).
@@ -105,7 +155,7 @@ fn accept_loop(
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _peer)) => dispatch(stream, bounds, handler, conn_name, &active),
+            Ok((stream, peer)) => dispatch(stream, peer, bounds, handler, conn_name, &active),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(bounds.accept_poll)
             }
@@ -130,6 +180,7 @@ impl Drop for ActiveGuard {
 
 fn dispatch(
     stream: TcpStream,
+    peer: SocketAddr,
     bounds: &Bounds,
     handler: &Handler,
     conn_name: &str,
@@ -146,7 +197,7 @@ fn dispatch(
         .name(conn_name.to_string())
         .spawn(move || {
             let _guard = guard;
-            serve(stream, &bounds, &handler);
+            serve(stream, peer, &bounds, &handler);
         });
     if let Err(e) = spawned {
         warn!("{conn_name}: cannot start a thread for a request: {e}");
@@ -161,18 +212,38 @@ fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn serve(mut stream: TcpStream, bounds: &Bounds, handler: &Handler) {
+fn serve(mut stream: TcpStream, peer: SocketAddr, bounds: &Bounds, handler: &Handler) {
     let deadline = Instant::now() + bounds.deadline;
     if stream.set_nonblocking(false).is_err() {
         return;
     }
-    let response = match read_head(&mut stream, bounds.head_bytes_max, deadline) {
-        Ok(head) => respond(&head, handler),
-        Err(HeadError::TooLarge) => status_only(431, "Request Header Fields Too Large"),
+    let reply = match read_head(&mut stream, bounds.head_bytes_max, deadline) {
+        Ok((head, early)) => respond(&head, early, peer, &mut stream, bounds, handler),
+        Err(HeadError::TooLarge) => status_only(431, "Request Header Fields Too Large").into(),
         Err(HeadError::Io) => return,
     };
-    let _ = write_before(&mut stream, &response, deadline);
+    match reply {
+        Reply::Whole(bytes) => {
+            let _ = write_before(&mut stream, &bytes, deadline);
+        }
+        Reply::Stream { head, next } => stream_reply(&mut stream, &head, next, bounds.deadline),
+    }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Writes a streamed reply, each chunk bounded by the idle timeout.
+fn stream_reply(stream: &mut TcpStream, head: &[u8], mut next: NextChunk, idle: Duration) {
+    if write_before(stream, head, Instant::now() + idle).is_err() {
+        return;
+    }
+    let mut chunk = Vec::new();
+    loop {
+        chunk.clear();
+        let more = next(&mut chunk);
+        if write_before(stream, &chunk, Instant::now() + idle).is_err() || !more {
+            return;
+        }
+    }
 }
 
 enum HeadError {
@@ -182,9 +253,13 @@ enum HeadError {
     Io,
 }
 
-/// Reads up to the blank line ending the request head; a request body (none
-/// is expected) is left unread.
-fn read_head(stream: &mut TcpStream, max: usize, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+/// Reads up to the blank line ending the request head; returns the head and
+/// the bytes read past it (the start of a body).
+fn read_head(
+    stream: &mut TcpStream,
+    max: usize,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {
@@ -198,9 +273,10 @@ fn read_head(stream: &mut TcpStream, max: usize, deadline: Instant) -> Result<Ve
             Ok(n) => n,
         };
         head.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&head) {
+        if let Some((end, terminator)) = head_end(&head) {
+            let early = head.split_off(end + terminator);
             head.truncate(end);
-            return Ok(head);
+            return Ok((head, early));
         }
         if head.len() >= max {
             return Err(HeadError::TooLarge);
@@ -208,41 +284,61 @@ fn read_head(stream: &mut TcpStream, max: usize, deadline: Instant) -> Result<Ve
     }
 }
 
-/// Length of the head up to its terminating blank line (CRLF or bare LF).
-fn head_end(buf: &[u8]) -> Option<usize> {
+/// Length of the head up to its terminating blank line (CRLF or bare LF),
+/// and the terminator's length.
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
     let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
     let lf = buf.windows(2).position(|w| w == b"\n\n");
     match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+        (Some(a), Some(b)) if b < a => Some((b, 2)),
+        (Some(a), _) => Some((a, 4)),
+        (None, b) => b.map(|b| (b, 2)),
     }
 }
 
 /// What every Jetty server of ZooKeeper answers before a servlet sees the
-/// request: 400 for a malformed request line, 505 for a version other than
-/// HTTP/1.x, 403 for TRACE (its `constrainTraceMethod`); the rest goes to
-/// `handler`.
-fn respond(head: &[u8], handler: &Handler) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
+/// request: 400 for a malformed request line or Content-Length, 505 for a
+/// version other than HTTP/1.x, 403 for TRACE (its `constrainTraceMethod`);
+/// the rest goes to `handler`.
+fn respond(
+    head: &[u8],
+    early: Vec<u8>,
+    peer: SocketAddr,
+    stream: &mut TcpStream,
+    bounds: &Bounds,
+    handler: &Handler,
+) -> Reply {
+    let head = String::from_utf8_lossy(head);
+    let (line, headers) = head.split_once('\n').unwrap_or((head.as_ref(), ""));
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return status_only(400, "Bad Request");
+        return status_only(400, "Bad Request").into();
     };
     if !version.starts_with("HTTP/1.") {
-        return status_only(505, "HTTP Version Not Supported");
+        return status_only(505, "HTTP Version Not Supported").into();
     }
     if method == "TRACE" {
-        return status_only(403, "Forbidden");
+        return status_only(403, "Forbidden").into();
     }
+    let declared = match header_value(headers, "Content-Length").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(len)) => Some(len),
+        Some(Err(_)) => return status_only(400, "Bad Request").into(),
+    };
     let target = target.split('#').next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    handler(&Request {
+    let mut request = Request {
         method,
         path,
         query,
-    })
+        headers,
+        peer,
+        body: Body::new(stream, early, declared, bounds.deadline),
+    };
+    let reply = handler(&mut request);
+    request.body.discard_up_to(UNREAD_BODY_DRAIN_BYTES_MAX);
+    reply
 }
 
 /// A reply with a body (`with_body` false for HEAD: headers only); an
@@ -322,9 +418,20 @@ mod tests {
 
     #[test]
     fn head_ends_at_the_first_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(23));
-        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(14));
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"),
+            Some((23, 4))
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some((14, 2)));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn headers_are_found_by_name_in_any_case() {
+        let headers = "Host: x\r\nauthorization:  digest a:b \r\nContent-Length: 7\r\n";
+        assert_eq!(header_value(headers, "Authorization"), Some("digest a:b"));
+        assert_eq!(header_value(headers, "content-length"), Some("7"));
+        assert_eq!(header_value(headers, "X-Missing"), None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl MetricsServer {
             deadline: bounds::CONNECTION_DEADLINE,
             accept_poll: bounds::ACCEPT_POLL_INTERVAL,
         };
-        let handler = Arc::new(move |req: &Request| respond(req, &sources));
+        let handler = Arc::new(move |req: &mut Request<'_>| respond(req, &sources).into());
         let server = HttpServer::start("metrics", addr, limits, handler)?;
         info!(
             "serving Prometheus metrics on http://{}{METRICS_PATH}",

@@ -4,8 +4,9 @@
 //! pipeline's session table (`dump`'s session expiry). `wchc`, `wchp` and
 //! `dump` (four letters and AdminServer alike) see every shard through it.
 //!
-//! The pipeline has no poll task: shard 0, seeing sessions asked, sends it
-//! a wake-up message, and the pipeline answers at its next loop turn.
+//! The pipeline has no poll task: shard 0, seeing sessions asked (or an
+//! AdminServer job posted in [`AdminJobs`]), sends it a wake-up message,
+//! and the pipeline answers at its next loop turn.
 //!
 //! A requester bumps a generation; each shard's poll task (every
 //! `GATHER_POLL_INTERVAL`, off the request path: one relaxed load when
@@ -22,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::limits::admin::{EPHEMERAL_GATHER_PAIRS_MAX, GATHER_TIMEOUT, WATCH_GATHER_PAIRS_MAX};
+use crate::server::admin_jobs::AdminJobs;
 use crate::server::messages::ToPipeline;
 use crate::server::session_dump::SessionList;
 use crate::server::shard::Shard;
@@ -75,6 +77,8 @@ pub struct ShardGather {
     sessions_answered: AtomicU64,
     answers: Mutex<Answers>,
     answered: Condvar,
+    /// The AdminServer's jobs for the pipeline (woken by the same relay).
+    pub jobs: AdminJobs,
 }
 
 impl ShardGather {
@@ -90,6 +94,7 @@ impl ShardGather {
                 sessions: SessionList::default(),
             }),
             answered: Condvar::new(),
+            jobs: AdminJobs::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl ShardGather {
     pub fn answer_if_asked(&self, shard: &Shard) {
         if shard.index == 0 {
             self.wake_pipeline_if_asked(shard);
+            self.jobs.wake_pipeline_if_posted(shard);
         }
         let asked = self.asked.load(Acquire);
         if self

@@ -7,6 +7,7 @@
 //! so writes never wait for them.
 
 use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{error, info, warn};
 
+use super::admin_jobs::SnapshotTaken;
 use super::snapshot_info::LastSnapshot;
 use super::stats::{LogStats, ServerStats};
 use crate::config::Config;
@@ -36,6 +38,11 @@ pub enum LogRequest {
     },
     /// Delete old snapshots and logs (autopurge).
     Purge,
+    /// Snapshot the newest appended state now (the AdminServer's
+    /// `snapshot`), answering with what it holds once it is durable.
+    Snapshot {
+        reply: SyncSender<Result<SnapshotTaken, String>>,
+    },
     /// Final snapshot of `version`, then close the log.
     Shutdown { version: DataTree },
     /// A learner's sync replaces the durable state (TRUNC or SNAP); the
@@ -74,7 +81,7 @@ pub async fn run_log(
             LogRequest::Append { seq, txns, version } => {
                 let result = stage.append(&txns).map_err(|e| e.to_string());
                 if result.is_ok() {
-                    stage.after_commit(txns.len(), &version);
+                    stage.after_commit(txns.len(), version);
                 }
                 let reply = LogDone {
                     seq,
@@ -95,6 +102,7 @@ pub async fn run_log(
                 }
             }
             LogRequest::Purge => stage.purge_old(),
+            LogRequest::Snapshot { reply } => stage.snapshot_now(reply),
             LogRequest::Shutdown { version } => {
                 info!("log: {} txns appended", stage.appended_total());
                 stage.shutdown(&version);
@@ -112,6 +120,8 @@ pub struct LogStage {
     data_dir: PathBuf,
     data_log_dir: PathBuf,
     snap_retain_count: usize,
+    /// The tree as of the last appended batch (or recovery, or a reset).
+    last_version: DataTree,
     /// Sessions as of the last appended batch (snapshots carry them).
     sessions: OpenSessions,
     policy: SnapPolicy,
@@ -129,6 +139,7 @@ impl LogStage {
         cfg: &Config,
         wal: Wal<FsLogStore>,
         db_id: DbId,
+        tree: DataTree,
         sessions: OpenSessions,
         last_snapshot: Arc<LastSnapshot>,
         stats: Arc<ServerStats>,
@@ -142,6 +153,7 @@ impl LogStage {
             data_dir: cfg.data_dir.clone(),
             data_log_dir: cfg.data_log_dir.clone(),
             snap_retain_count: cfg.autopurge_snap_retain_count as usize,
+            last_version: tree,
             sessions,
             policy,
             rng,
@@ -188,7 +200,8 @@ impl LogStage {
 
     /// Called with the tree as of the batch just appended; starts a snapshot
     /// when the policy says so and none is running.
-    pub fn after_commit(&mut self, txns: usize, tree: &DataTree) {
+    pub fn after_commit(&mut self, txns: usize, tree: DataTree) {
+        self.last_version = tree;
         if !self.policy.record_txns(txns as u64, &mut self.rng) {
             return;
         }
@@ -196,17 +209,45 @@ impl LogStage {
             warn!("snapshot still being written; skipping this one");
             return;
         }
+        self.start_snapshot(None);
+    }
+
+    /// The AdminServer's snapshot: of the newest appended state, after the
+    /// one being written if any (it is not skipped: the admin waits for it).
+    pub fn snapshot_now(&mut self, reply: SyncSender<Result<SnapshotTaken, String>>) {
+        if self.wal.is_none() {
+            let _ = reply.send(Err(closed_by_failed_reset().to_string()));
+            return;
+        }
+        self.start_snapshot(Some(reply));
+    }
+
+    /// Rolls the log and writes a snapshot of `last_version` on a
+    /// low-priority thread, once the previous snapshot thread is done;
+    /// `reply` gets what it holds.
+    fn start_snapshot(&mut self, reply: Option<SyncSender<Result<SnapshotTaken, String>>>) {
         let Some(wal) = self.wal.as_mut() else { return };
         wal.roll();
         let (dir, db_id) = (self.data_dir.clone(), self.db_id);
-        let (tree, sessions) = (tree.clone(), self.sessions.clone());
+        let (tree, sessions) = (self.last_version.clone(), self.sessions.clone());
         let last_snapshot = self.last_snapshot.clone();
         let stats = self.stats.clone();
+        let previous = self.snapshotting.take();
         let spawned = std::thread::Builder::new()
             .name("fk-snapshot".into())
             .spawn(move || {
+                if let Some(previous) = previous {
+                    let _ = previous.join();
+                }
                 lower_priority();
-                snapshot(&dir, db_id, &tree, &sessions, &last_snapshot, &stats.log);
+                let written = snapshot(&dir, db_id, &tree, &sessions, &last_snapshot, &stats.log);
+                if let Some(reply) = reply {
+                    let taken = written.map(|_| SnapshotTaken {
+                        tree,
+                        sessions: sessions.iter().collect(),
+                    });
+                    let _ = reply.send(taken);
+                }
             });
         match spawned {
             Ok(handle) => self.snapshotting = Some(handle),
@@ -231,7 +272,7 @@ impl LogStage {
         if let Some(handle) = self.snapshotting.take() {
             let _ = handle.join();
         }
-        snapshot(
+        let _ = snapshot(
             &self.data_dir,
             self.db_id,
             tree,
@@ -270,13 +311,17 @@ impl LogStage {
                 truncate_after(&self.data_dir, &mut store, tree.last_zxid())?;
                 let path = write_snapshot(&self.data_dir, self.db_id, &tree, &sessions)?;
                 self.last_snapshot.record(&path);
-                info!("installed the leader's snapshot {}", path.display());
+                info!(
+                    "installed a snapshot as the durable state: {}",
+                    path.display()
+                );
             }
         }
         drop(store);
         let opened = crate::storage::open(&self.storage)?;
         self.wal = Some(opened.wal);
         self.sessions = opened.recovered.sessions.clone();
+        self.last_version = opened.recovered.tree.clone();
         Ok(ResetDone {
             tree: opened.recovered.tree,
             sessions: opened.recovered.sessions,
@@ -299,7 +344,7 @@ fn snapshot(
     sessions: &OpenSessions,
     last_snapshot: &LastSnapshot,
     stats: &LogStats,
-) {
+) -> Result<PathBuf, String> {
     let started = Instant::now();
     match write_snapshot(dir, db_id, tree, sessions) {
         Ok(path) => {
@@ -312,9 +357,13 @@ fn snapshot(
                 path.display(),
                 tree.node_count(),
                 elapsed.as_millis()
-            )
+            );
+            Ok(path)
         }
-        Err(e) => error!("snapshot failed: {e}"),
+        Err(e) => {
+            error!("snapshot failed: {e}");
+            Err(e.to_string())
+        }
     }
 }
 

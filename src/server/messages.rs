@@ -99,6 +99,9 @@ pub enum CloseReason {
     /// lost its leader before seeing it committed: the outcome is unknown,
     /// so the client gets ConnectionLoss (as from ZooKeeper) rather than an answer.
     LeaderLost,
+    /// The AdminServer's restore replaced the database: the client
+    /// reconnects, and its session goes on if the snapshot holds it.
+    Restored,
 }
 
 /// One per batch per shard. The shard handles the parts in this order:

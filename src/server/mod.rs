@@ -1,6 +1,7 @@
 //! The glommio runtime: one shard executor per core serving clients, plus one
 //! pipeline executor that owns all writes. See docs/architecture.md.
 
+pub mod admin_jobs;
 pub mod batch;
 pub mod bell;
 pub mod conn;
@@ -225,6 +226,7 @@ pub fn start(cfg: Config) -> Result<RunningServer, StartError> {
         &cfg,
         opened.wal,
         opened.db_id,
+        opened.recovered.tree,
         opened.recovered.sessions,
         shared.last_snapshot.clone(),
         shared.stats.clone(),

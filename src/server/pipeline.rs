@@ -5,6 +5,7 @@
 //! it publish the new version with events and replies to every shard. While
 //! one batch syncs, the next is prepared (at most `LOG_BATCHES_IN_FLIGHT_MAX`).
 
+mod admin;
 mod following;
 mod leading;
 mod read_only;
@@ -65,8 +66,11 @@ pub struct Pipeline {
     committing: VecDeque<Pending>,
     /// The ensemble's part; None for a standalone server.
     zab: Option<roles::Zab>,
-    /// Answers `dump`'s request for the session table.
+    /// Answers `dump`'s request for the session table, and the
+    /// AdminServer's jobs.
     gather: Arc<ShardGather>,
+    /// An AdminServer restore waiting for the batches in flight.
+    restoring: Option<admin::PendingRestore>,
 }
 
 impl Pipeline {
@@ -114,6 +118,7 @@ impl Pipeline {
             committing: VecDeque::new(),
             zab: start.zab.map(roles::Zab::new),
             gather,
+            restoring: None,
             cfg,
         }
     }
@@ -184,6 +189,7 @@ impl Pipeline {
             while let Some(done) = queue.pop_log_done() {
                 self.complete(done, &io).await;
             }
+            self.run_admin_jobs(&io).await;
             self.zab_poll(&io).await;
             if self.in_flight.len() >= limits::LOG_BATCHES_IN_FLIGHT_MAX {
                 continue;

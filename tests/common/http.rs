@@ -39,3 +39,72 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, wait: Duration) -> Re
         body: body.to_string(),
     }
 }
+
+/// A reply with its head kept and its body as bytes.
+pub struct RawReply {
+    pub status: u16,
+    /// The header lines (after the status line).
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `method path` with extra header lines and a body (with its
+/// Content-Length when `body` is Some), and reads the whole reply.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    wait: Duration,
+) -> RawReply {
+    let mut stream = TcpStream::connect_timeout(&addr, wait)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(wait)).expect("read timeout");
+    stream.set_write_timeout(Some(wait)).expect("write timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    if let Some(body) = body {
+        stream.write_all(body).expect("send body");
+    }
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read reply");
+    let end = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&reply)));
+    let head = String::from_utf8_lossy(&reply[..end]).into_owned();
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    RawReply {
+        status,
+        headers: headers.to_string(),
+        body: reply[end + 4..].to_vec(),
+    }
+}

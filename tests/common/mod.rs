@@ -15,6 +15,7 @@ pub mod ensemble_client;
 pub mod fault_proxy;
 pub mod http;
 pub mod mixed;
+pub mod node;
 pub mod raw;
 pub mod tls;
 

@@ -209,7 +209,7 @@ impl Pipeline {
     /// Whether requests are taken from the inbox now.
     pub(super) fn takes_requests(&self) -> bool {
         match self.zab.as_ref().map(|z| &z.role) {
-            None => true,
+            None => !self.is_restoring(),
             Some(Role::Looking) => false,
             Some(Role::Leading(l)) => l.core.is_active(),
             Some(Role::Following(f)) => f.serving,
