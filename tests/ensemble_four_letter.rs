@@ -115,3 +115,43 @@ fn observers_lists_the_leaders_synced_observers() {
     }
     drop(conn);
 }
+
+/// `snapshot` works on every member (of its own state, as ZooKeeper's
+/// does); `restore` is refused on a member: the database is the quorum's.
+#[test]
+fn snapshot_on_members_and_restore_refused() {
+    let ens = Ensemble::start(3, 0, &[("admin.enableServer", "true")]);
+    let leader = ens.wait_for_leader(Duration::from_secs(30));
+    let auth = [("Authorization", "ip")];
+    let wait = Duration::from_secs(20);
+    let mut taken = Vec::new();
+    for sid in ens.sids() {
+        let reply = common::http::exchange(
+            ens.admin_addr(sid),
+            "GET",
+            "/commands/snapshot",
+            &auth,
+            None,
+            wait,
+        );
+        assert_eq!(reply.status, 200, "server {sid}: {}", reply.text());
+        assert_eq!(&reply.body[..4], b"ZKSN", "server {sid}");
+        taken.push(reply.body);
+    }
+    for sid in [leader, ens.sids().find(|s| *s != leader).unwrap()] {
+        let reply = common::http::exchange(
+            ens.admin_addr(sid),
+            "POST",
+            "/commands/restore",
+            &auth,
+            Some(&taken[0]),
+            wait,
+        );
+        assert_eq!(reply.status, 500, "server {sid}: {}", reply.text());
+        assert!(
+            ens.log_tail(sid, 50).contains("standalone server only"),
+            "server {sid}: {}",
+            ens.log_tail(sid, 50)
+        );
+    }
+}
