@@ -63,18 +63,6 @@ fn expect_json(reply: &RawReply, status: u16, command: &str, error: Option<&str>
     );
 }
 
-async fn connect(node: &Node) -> zk::Client {
-    tokio::time::timeout(
-        WAIT,
-        zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(&node.addr().to_string()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
 /// ZooKeeper's refusals in its order, each named by the URL's command name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_and_restore_follow_zookeepers_auth_rules() {
@@ -108,7 +96,7 @@ async fn snapshot_and_restore_follow_zookeepers_auth_rules() {
     // "/" open to everyone: any identity may; then only alice has ALL, and
     // ip:127.0.0.1 has every bit but ADMIN.
     assert_eq!(snapshot(admin, Some("ip"), "").status, 200);
-    let client = connect(&node).await;
+    let client = node.client(WAIT).await;
     let all_but_admin = zk::Permission::READ
         | zk::Permission::WRITE
         | zk::Permission::CREATE
@@ -182,7 +170,7 @@ async fn restore_brings_back_a_snapshot_durably() {
     // A restore every 0 ms (the rate limiter would allow one per 5 minutes).
     let (mut node, admin) = node_with_admin("admin.rateLimiterIntervalInMS=0\n");
     node.start();
-    let client = connect(&node).await;
+    let client = node.client(WAIT).await;
     let open = || zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     client.create("/kept", b"before", &open()).await.unwrap();
     client.create("/kept/child", b"c", &open()).await.unwrap();
@@ -254,7 +242,7 @@ async fn restore_brings_back_a_snapshot_durably() {
 
     node.kill();
     node.start();
-    let client = connect(&node).await;
+    let client = node.client(WAIT).await;
     assert_eq!(client.get_data("/kept").await.unwrap().0, b"before");
     assert_eq!(client.check_stat("/new").await.unwrap(), None);
     assert_eq!(client.get_data("/written-after").await.unwrap().0, b"w");
@@ -269,7 +257,7 @@ async fn bad_restore_bodies_change_nothing() {
     }
     let (mut node, admin) = node_with_admin("admin.rateLimiterIntervalInMS=0\n");
     node.start();
-    let client = connect(&node).await;
+    let client = node.client(WAIT).await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     client.create("/stays", b"1", &open).await.unwrap();
     let good = snapshot(admin, Some("ip"), "").body;

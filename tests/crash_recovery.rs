@@ -28,18 +28,6 @@ struct Acked {
     counters: BTreeMap<usize, u64>,
 }
 
-async fn connect(node: &Node) -> zk::Client {
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(&node.addr().to_string()),
-    )
-    .await
-    .expect("connect in time")
-    .expect("connect")
-}
-
 /// Creates sequential nodes and bumps a counter until the server dies.
 async fn writer(client: zk::Client, id: usize, start_value: u64, acked: Arc<Mutex<Acked>>) {
     let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
@@ -112,7 +100,7 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut highest_sequence = 0u64;
     for round in 0..CRASHES {
-        let client = connect(&node).await;
+        let client = node.client(Duration::from_secs(10)).await;
         setup(&client).await;
         let seen = acked.lock().unwrap().clone();
         verify(&client, &seen).await;
@@ -153,7 +141,7 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
         }
         drop(client);
         node.start();
-        let client = connect(&node).await;
+        let client = node.client(Duration::from_secs(10)).await;
         let seen = acked.lock().unwrap().clone();
         verify(&client, &seen).await;
         let sequence = max_sequence(&client).await;
@@ -181,7 +169,7 @@ async fn purge_subcommand_keeps_the_newest_snapshots_and_the_data() {
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     for round in 0..5 {
         node.start();
-        let client = connect(&node).await;
+        let client = node.client(Duration::from_secs(10)).await;
         client
             .create(&format!("/round{round}"), b"kept", &open)
             .await
@@ -204,7 +192,7 @@ async fn purge_subcommand_keeps_the_newest_snapshots_and_the_data() {
         "the 3 newest are kept"
     );
     node.start();
-    let client = connect(&node).await;
+    let client = node.client(Duration::from_secs(10)).await;
     for round in 0..5 {
         let (data, _) = client.get_data(&format!("/round{round}")).await.unwrap();
         assert_eq!(data, b"kept");

@@ -43,6 +43,20 @@ impl Node {
         }
     }
 
+    /// A `zookeeper-client` session with this session timeout, connected
+    /// within 20 s.
+    pub async fn client(&self, session_timeout: Duration) -> super::zk::Client {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            super::zk::Client::connector()
+                .with_session_timeout(session_timeout)
+                .connect(&self.addr().to_string()),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect")
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
