@@ -274,7 +274,7 @@ fn wiped_follower_catches_up_by_snap_with_100k_znodes() {
         ens.report()
     );
     assert!(
-        logged(&ens, follower, "installed the leader's snapshot"),
+        logged(&ens, follower, "installed a snapshot as the durable state"),
         "{}",
         ens.report()
     );

@@ -35,8 +35,9 @@ pub struct Bounds {
     pub connections_max: usize,
     /// Largest request head; beyond it the request is answered 431.
     pub head_bytes_max: usize,
-    /// Whole time one connection may take to send its request head and take
-    /// a whole reply; the idle bound of each body read and streamed chunk.
+    /// Time one connection may take to send its request head, and again to
+    /// take a whole reply (a restore may take long between the two); the
+    /// idle bound of each body read and streamed chunk.
     pub deadline: Duration,
     /// How often the idle accept loop looks at the stop flag.
     pub accept_poll: Duration,
@@ -224,7 +225,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, bounds: &Bounds, handler: &Han
     };
     match reply {
         Reply::Whole(bytes) => {
-            let _ = write_before(&mut stream, &bytes, deadline);
+            let _ = write_before(&mut stream, &bytes, Instant::now() + bounds.deadline);
         }
         Reply::Stream { head, next } => stream_reply(&mut stream, &head, next, bounds.deadline),
     }
