@@ -79,6 +79,18 @@ def main() -> int:
                 assert count >= opts.znodes, mntr
                 print(f"{i + 1}: snapshot {len(body) / 2**20:.1f} MiB in {seconds:.2f} s, "
                       f"restore in {restored_s:.2f} s", flush=True)
+            # The split of the last repeat, from the server's log lines' times.
+            marks = ("snapshot written", "admin: snapshot at", "admin: restoring from",
+                     "installed a snapshot", "recovered zxid", "restored a snapshot")
+            lines = Path(server.log_path).read_text(errors="replace").splitlines()
+            last = {}
+            for line in lines:
+                for mark in marks:
+                    if mark in line:
+                        last[mark] = line[:300]
+            for mark in marks:
+                if mark in last:
+                    print("  " + last[mark])
             for name, times in (("snapshot", snaps), ("restore", restores)):
                 print(f"{name} of {opts.znodes:,} znodes: median {statistics.median(times):.2f} s, "
                       f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)}")

@@ -8,8 +8,9 @@
 //! `snapshot` writes a snapshot into the data dir now (our format) and
 //! streams the same state as a ZooKeeper snapshot file, with the
 //! `last_zxid` and `snapshot_size` headers (`?streaming=false`: the headers
-//! and the JSON reply only). The file is encoded twice, once to count its
-//! bytes, so nothing of it is held in memory. `restore` reads a ZooKeeper
+//! and the JSON reply only). Its length is computed from the tree's before
+//! it is encoded into the socket chunk by chunk, so nothing of it is held
+//! in memory. `restore` reads a ZooKeeper
 //! snapshot file (any version-2 writer's: its seals are checked, its digest
 //! compared) as the request body and makes it the database (see
 //! `server::pipeline::admin`).
@@ -27,7 +28,7 @@ use super::{AdminSources, JSON_CONTENT_TYPE};
 use crate::http::{self, Reply, Request};
 use crate::limits::admin::{JOB_ANSWER_TIMEOUT, RESTORE_BODY_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use crate::replica::status::Mode;
-use crate::server::admin_jobs::{answer_channel, AdminJob, SnapshotTaken};
+use crate::server::admin_jobs::{answer_channel, AdminJob};
 use crate::tree::digest::DIGEST_VERSION;
 use crate::zab::snap_wire::encode::SnapEncoder;
 use crate::zab::snap_wire::load::{LoadedSnap, SnapLoad};
@@ -162,7 +163,8 @@ pub fn snapshot(req: &mut Request, asked: &str, src: &AdminSources, limits: &Lim
         }
     };
     let zxid = taken.tree.last_zxid();
-    let size = file_size(&taken);
+    let mut encoder = SnapEncoder::file(taken.tree, taken.sessions);
+    let size = encoder.stream_len();
     info!("admin: snapshot at 0x{zxid:x}, {size} bytes in ZooKeeper's format");
     let headers = format!("last_zxid: 0x{zxid:x}\r\nsnapshot_size: {size}\r\n");
     if !streaming || req.method == "HEAD" {
@@ -172,25 +174,9 @@ pub fn snapshot(req: &mut Request, asked: &str, src: &AdminSources, limits: &Lim
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{headers}\
          Content-Length: {size}\r\nConnection: close\r\n\r\n"
     );
-    let mut encoder = SnapEncoder::file(taken.tree, taken.sessions);
     Reply::Stream {
         head: head.into_bytes(),
         next: Box::new(move |chunk| encoder.fill(chunk, SNAPSHOT_CHUNK_BYTES)),
-    }
-}
-
-/// The encoded file's length, by encoding it into one reused chunk.
-fn file_size(taken: &SnapshotTaken) -> u64 {
-    let mut encoder = SnapEncoder::file(taken.tree.clone(), taken.sessions.clone());
-    let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES * 2);
-    let mut size = 0u64;
-    loop {
-        chunk.clear();
-        let more = encoder.fill(&mut chunk, SNAPSHOT_CHUNK_BYTES);
-        size += chunk.len() as u64;
-        if !more {
-            return size;
-        }
     }
 }
 

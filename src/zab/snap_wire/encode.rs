@@ -130,6 +130,52 @@ impl SnapEncoder {
         }
     }
 
+    /// The number of bytes the whole stream takes, computed from the
+    /// tree's lengths without encoding it (the AdminServer's `snapshot`
+    /// sends it ahead of the stream).
+    pub fn stream_len(&self) -> u64 {
+        const INT: u64 = 4;
+        const LONG: u64 = 8;
+        let str_len = |s: &str| INT + s.len() as u64;
+        let framing = match self.framing {
+            // The signature after the node list.
+            SnapFraming::Sync => str_len(SNAP_SIGNATURE),
+            // The header; three seals; the digest and the last zxid.
+            SnapFraming::File => {
+                let seal = LONG + str_len(END_OF_NODES);
+                (INT + INT + LONG) + 3 * seal + (LONG + INT + LONG) + LONG
+            }
+        };
+        let sessions = INT + self.sessions.len() as u64 * (LONG + INT);
+        let acls: u64 = INT
+            + self
+                .acls
+                .lists
+                .iter()
+                .map(|list| {
+                    let entries: u64 = list
+                        .iter()
+                        .map(|acl| INT + str_len(&acl.id.scheme) + str_len(&acl.id.id))
+                        .sum();
+                    LONG + INT + entries
+                })
+                .sum::<u64>();
+        let nodes: u64 = self
+            .tree
+            .iter()
+            .map(|(node_path, node)| {
+                let written_path = if node_path == path::ROOT {
+                    ""
+                } else {
+                    node_path
+                };
+                let data = node.data.as_deref().map_or(0, |d| d.len() as u64);
+                str_len(written_path) + INT + data + LONG + super::STAT_PERSISTED_BYTES as u64
+            })
+            .sum();
+        framing + sessions + acls + nodes + str_len(END_OF_NODES)
+    }
+
     /// Appends records until `out` holds at least `chunk_bytes` (or the
     /// stream ends); false once everything was written. One record (a node
     /// of at most `jute.maxbuffer` data) may overshoot the target.

@@ -134,6 +134,8 @@ fn sync_stream_round_trips_in_any_chunking() {
     let mut rng = StdRng::seed_from_u64(1);
     for chunk_bytes in [1, 7, 64, 1 << 16] {
         let bytes = encode_all(&tree, &sessions, chunk_bytes);
+        let announced = SnapEncoder::new(tree.clone(), sessions.clone()).stream_len();
+        assert_eq!(announced, bytes.len() as u64);
         let loaded = load_in_chunks(&bytes, SnapFraming::Sync, &mut rng);
         assert_same_tree(&loaded.tree, &tree);
         assert_eq!(loaded.sessions, sessions);
