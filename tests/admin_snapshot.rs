@@ -202,6 +202,16 @@ async fn restore_brings_back_a_snapshot_durably() {
     let headers_only = snapshot(admin, Some("ip"), "?streaming=false");
     expect_json(&headers_only, 200, "snapshot", None);
     assert!(headers_only.header("snapshot_size").is_some());
+    let head = exchange(
+        admin,
+        "HEAD",
+        "/commands/snapshot",
+        &[("Authorization", "ip")],
+        None,
+        WAIT,
+    );
+    assert_eq!(head.status, 200);
+    assert!(head.header("last_zxid").is_some() && head.body.is_empty());
 
     client.set_data("/kept", b"after", None).await.unwrap();
     client.delete("/kept/child", None).await.unwrap();

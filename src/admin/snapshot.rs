@@ -2,21 +2,22 @@
 //! with its rules in its order (`Commands.runCommand`, `SnapshotCommand`,
 //! `RestoreCommand`): not serving (200 with the error), no or a bad
 //! `Authorization` (401), not ALL on "/" (403), the command turned off
-//! (503), `serializeLastProcessedZxid.enabled` off (500), over the rate
-//! (429), then the work (500 if it fails, the reason logged).
+//! (503), `serializeLastProcessedZxid.enabled` off (500), for `restore` a
+//! body without a Content-Length (411) or over `RESTORE_BODY_BYTES_MAX`
+//! (413), both ours: Jetty hands ZooKeeper any body), over the rate (429),
+//! then the work (500 if it fails, the reason logged).
 //!
 //! `snapshot` writes a snapshot into the data dir now (our format) and
 //! streams the same state as a ZooKeeper snapshot file, with the
 //! `last_zxid` and `snapshot_size` headers (`?streaming=false`: the headers
-//! and the JSON reply only). Its length is computed from the tree's before
-//! it is encoded into the socket chunk by chunk, so nothing of it is held
-//! in memory. `restore` reads a ZooKeeper
-//! snapshot file (any version-2 writer's: its seals are checked, its digest
-//! compared) as the request body and makes it the database (see
-//! `server::pipeline::admin`).
+//! and the JSON reply only). Its length is computed from the tree, then it
+//! is encoded into the socket chunk by chunk, so it is never in memory
+//! whole. `restore` reads a ZooKeeper snapshot file (any version-2
+//! writer's: its seals are checked, its digest compared) as the request
+//! body and makes it the database (see `server::pipeline::admin`).
 
 use std::io::Read;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -118,7 +119,12 @@ fn ask<T>(src: &AdminSources, job: AdminJob, answer: Receiver<T>) -> Result<T, S
         .map_err(|_| "too many admin jobs waiting for the pipeline".to_string())?;
     answer
         .recv_timeout(JOB_ANSWER_TIMEOUT)
-        .map_err(|_| format!("no answer from the pipeline in {JOB_ANSWER_TIMEOUT:?}"))
+        .map_err(|e| match e {
+            RecvTimeoutError::Timeout => {
+                format!("no answer from the pipeline in {JOB_ANSWER_TIMEOUT:?}")
+            }
+            RecvTimeoutError::Disconnected => "the pipeline dropped the job".to_string(),
+        })
 }
 
 /// After the guard: the command turned off, or the zxid not serialized.
@@ -167,7 +173,13 @@ pub fn snapshot(req: &mut Request, asked: &str, src: &AdminSources, limits: &Lim
     let size = encoder.stream_len();
     info!("admin: snapshot at 0x{zxid:x}, {size} bytes in ZooKeeper's format");
     let headers = format!("last_zxid: 0x{zxid:x}\r\nsnapshot_size: {size}\r\n");
-    if !streaming || req.method == "HEAD" {
+    if req.method == "HEAD" {
+        return head_only(with_headers(
+            json_reply(200, command, None, Map::new()),
+            &headers,
+        ));
+    }
+    if !streaming {
         return with_headers(json_reply(200, command, None, Map::new()), &headers);
     }
     let head = format!(
@@ -193,6 +205,17 @@ fn with_headers(reply: Reply, headers: &str) -> Reply {
     out.extend_from_slice(headers.as_bytes());
     out.extend_from_slice(&bytes[at..]);
     Reply::Whole(out)
+}
+
+/// A whole reply without its body (HEAD), its Content-Length kept.
+fn head_only(reply: Reply) -> Reply {
+    let Reply::Whole(mut bytes) = reply else {
+        return reply;
+    };
+    if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        bytes.truncate(end + 4);
+    }
+    Reply::Whole(bytes)
 }
 
 /// `POST /commands/restore` with a snapshot file as the body.
