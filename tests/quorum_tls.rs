@@ -275,3 +275,91 @@ fn port_unification_accepts_plaintext_and_tls_peers() {
     let sids: Vec<usize> = ens.sids().collect();
     ensure_node(&ens, &sids, "/unified");
 }
+
+/// Runs the openssl CLI (as tests/compat/test_tls.py does) and returns its stdout.
+fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// X.509 v1 peer certificates (openssl signing a request without
+/// extensions, as Java's tools accept): both the accepting and the dialling
+/// side take them. A v1 certificate has no SubjectAltName for the
+/// 127.0.0.1 of the server lines, so hostname verification is off (Java
+/// matches addresses to IP SANs only).
+#[test]
+fn v1_peer_certificates_elect_and_replicate_without_hostname_verification() {
+    let dir = TempDir::new("quorum-v1");
+    let path = |f: &str| dir.path(f).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Quorum V1 CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=quorum-peer",
+        "-keyout",
+        &path("peer.key"),
+        "-out",
+        &path("peer.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("peer.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &path("peer.crt"),
+    ]);
+    let text = openssl(&["x509", "-in", &path("peer.crt"), "-noout", "-text"]);
+    assert!(text.contains("Version: 1 (0x0)"), "{text}");
+    let read = |f: &str| std::fs::read_to_string(dir.path(f)).unwrap();
+    let store = format!("{}{}{}", read("peer.key"), read("peer.crt"), read("ca.pem"));
+    std::fs::write(dir.path("peer.pem"), store).unwrap();
+    let extra = [
+        ("sslQuorum", "true".to_string()),
+        ("ssl.quorum.keyStore.location", path("peer.pem")),
+        ("ssl.quorum.keyStore.type", "PEM".into()),
+        ("ssl.quorum.trustStore.location", path("ca.pem")),
+        ("ssl.quorum.trustStore.type", "PEM".into()),
+        ("ssl.quorum.hostnameVerification", "false".into()),
+        ("ssl.quorum.handshakeDetectionTimeoutMillis", "2000".into()),
+    ];
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ens = Ensemble::start_unchecked(3, 0, &extra);
+    ens.wait_settled(ELECTION);
+    let sids: Vec<usize> = ens.sids().collect();
+    ensure_node(&ens, &sids, "/v1");
+    let acked = write_acked(&ens, &sids, "/v1", "w", 10, WRITES);
+    assert_converged(&ens, &sids, "/v1", &acked, WRITES);
+}

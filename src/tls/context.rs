@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::settings::{ClientAuth, TlsConfig};
 use super::stores;
-use super::v1_client::V1TolerantVerifier;
+use super::v1::{V1Checks, V1TolerantVerifier};
 
 /// ZooKeeper's default cipher suites on Java 9+ (`DEFAULT_CIPHERS_JAVA9`)
 /// that rustls has: its CBC suites are left out, as rustls has none.
@@ -210,9 +210,8 @@ fn client_verifier(
     let webpki = builder
         .build()
         .map_err(|e| format!("ssl.trustStore.location: {file}: {e}"))?;
-    Ok(Arc::new(V1TolerantVerifier::new(
-        webpki, trusted, algorithms,
-    )))
+    let v1 = V1Checks::new(trusted, algorithms);
+    Ok(Arc::new(V1TolerantVerifier::new(webpki, v1)))
 }
 
 fn trust_file(settings: &TlsConfig) -> String {
@@ -224,10 +223,20 @@ fn trust_file(settings: &TlsConfig) -> String {
         .unwrap_or_default()
 }
 
-/// The trust store's certificates as rustls trust anchors.
-pub(super) fn trust_roots(settings: &TlsConfig) -> Result<RootCertStore, String> {
+/// The trust store's certificates as rustls trust anchors, and as DER (for
+/// a v1 leaf's issuer, see `tls::v1`).
+pub(super) fn trust_roots(
+    settings: &TlsConfig,
+) -> Result<
+    (
+        RootCertStore,
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+    ),
+    String,
+> {
     let file = trust_file(settings);
-    root_store(stores::load_trust_store(&settings.trust_store)?, &file)
+    let trusted = stores::load_trust_store(&settings.trust_store)?;
+    Ok((root_store(trusted.clone(), &file)?, trusted))
 }
 
 fn root_store(

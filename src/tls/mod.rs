@@ -5,7 +5,7 @@
 //! - [`settings`] the zoo.cfg keys (`secureClientPort`, `ssl.*`).
 //! - [`stores`]   JKS, PKCS12 and PEM key and trust stores.
 //! - [`context`]  the rustls `ServerConfig` built from them (ring provider).
-//! - [`v1_client`] X.509 v1 client certificates, which Java accepts and webpki refuses.
+//! - [`v1`]       X.509 v1 certificates (clients', quorum peers'), which Java accepts and webpki refuses.
 //! - [`reload`]   picking up replaced store files for new connections.
 //! - [`x500`]     a certificate subject as Java prints it, the `x509` auth id.
 //! - [`quorum_settings`] the quorum's keys (`sslQuorum`, `ssl.quorum.*`, `portUnification`).
@@ -21,7 +21,7 @@ pub mod quorum_settings;
 pub mod reload;
 pub mod settings;
 pub mod stores;
-pub mod v1_client;
+pub mod v1;
 pub mod x500;
 
 pub use quorum::QuorumTls;

@@ -32,6 +32,7 @@ use super::context;
 use super::quorum_settings::{quorum_key_names, QuorumTlsConfig};
 use super::reload::Reloading;
 use super::settings::TlsConfig;
+use super::v1::{V1Checks, V1TolerantServerVerifier};
 
 /// The first byte of a TLS record carrying a handshake message: what a
 /// ClientHello starts with, and what no election or quorum packet does
@@ -181,7 +182,8 @@ fn build_pair(settings: &TlsConfig) -> Result<QuorumConfigs, String> {
 }
 
 /// The dialling side: the same suites, protocols and certificate as the
-/// accepting side, the peer checked against the same trust store.
+/// accepting side, the peer checked against the same trust store (an
+/// X.509 v1 peer certificate too, as Java accepts one: `tls::v1`).
 fn build_client(settings: &TlsConfig) -> Result<ClientConfig, String> {
     let provider = Arc::new(context::provider_for(settings)?);
     let versions = context::protocol_versions(settings)?;
@@ -193,15 +195,21 @@ fn build_client(settings: &TlsConfig) -> Result<ClientConfig, String> {
                 .to_string(),
         );
     }
-    let roots = context::trust_roots(settings)?;
+    let (roots, trusted) = context::trust_roots(settings)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("ssl.trustStore.location: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if settings.hostname_verification {
+    let v3: Arc<dyn ServerCertVerifier> = if settings.hostname_verification {
         webpki
     } else {
         Arc::new(AnyName(webpki))
     };
+    let v1 = V1Checks::new(trusted, provider.signature_verification_algorithms);
+    let verifier = Arc::new(V1TolerantServerVerifier::new(
+        v3,
+        v1,
+        settings.hostname_verification,
+    ));
     let own = context::own_key(settings, &provider)?;
     Ok(ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)

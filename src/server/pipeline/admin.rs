@@ -147,11 +147,20 @@ impl Pipeline {
             }
         }
         let now = self.now_ms();
+        let mut over_bound = 0usize;
         for (&id, &timeout_ms) in &restored {
             // A session kept gets a full timeout to reconnect in.
-            if !self.sessions.touch(id, now) {
-                self.sessions.insert(id, timeout_ms, None, now);
+            if self.sessions.touch(id, now) {
+                continue;
             }
+            if self.sessions.is_full() {
+                over_bound += 1;
+                continue;
+            }
+            self.sessions.insert(id, timeout_ms, None, now);
+        }
+        if over_bound > 0 {
+            warn!("restore: {over_bound} of the snapshot's sessions are over SESSIONS_MAX and are not kept");
         }
         self.tree = state.tree;
         self.next_zxid = self.tree.last_zxid() + 1;

@@ -29,6 +29,10 @@ deselect=(
   # these tests alone passed (the failing one right after other servers on
   # the machine were killed). Kept out until more runs show them stable.
   "test_client.py::TestClient::test_request_queuing_session_recovered"
+  # The same scenario with the session expired: it failed once in a full CI
+  # run (connection refused for all of kazoo's 5 s after the restart), then
+  # passed 7 of 7 runs alone, 4 of them beside three CPU hogs.
+  "test_client.py::TestClient::test_request_queuing_session_expired"
   "test_client.py::TestClient::test_update_host_list"
 )
 args=()
