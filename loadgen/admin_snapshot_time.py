@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat"))
-from compare import REPO_ROOT, Server  # noqa: E402
+from compare import REPO_ROOT, Server, populate  # noqa: E402
 from servers import four_letter_word, free_port  # noqa: E402
 
 AUTH = {"Authorization": "ip"}
@@ -57,13 +56,7 @@ def main() -> int:
         })
         server.start()
         try:
-            subprocess.run(
-                [str(opts.loadgen), "--connect", server.hosts, "--keys", str(opts.znodes),
-                 "--value-size", "100", "--progress", "never", "--workload", "getset",
-                 "--reads", "100", "--sessions", "1", "--outstanding", "1", "--warmup", "0",
-                 "--duration", "1"],
-                check=True, capture_output=True, timeout=1800,
-            )
+            populate(opts.loadgen, server.hosts, opts.znodes)
             url = f"http://127.0.0.1:{admin_port}/commands"
             snaps, restores = [], []
             for i in range(opts.repeats):

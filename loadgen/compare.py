@@ -340,6 +340,18 @@ class RunResult:
     note: str = ""
 
 
+def populate(loadgen: Path, hosts: str, znodes: int) -> None:
+    """Loads `znodes` znodes of 100 bytes through the loadgen's setup (one short
+    getset run, whose key creation is the point)."""
+    subprocess.run(
+        [str(loadgen), "--connect", hosts, "--keys", str(znodes),
+         "--value-size", "100", "--progress", "never", "--workload", "getset",
+         "--reads", "100", "--sessions", "1", "--outstanding", "1", "--warmup", "0",
+         "--duration", "1"],
+        check=True, capture_output=True, timeout=1800,
+    )
+
+
 def loadgen_command(opts, wl: Workload, connect: str, pids: list[int], json_path: Path) -> list[str]:
     return [
         str(opts.loadgen),

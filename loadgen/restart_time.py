@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compat"))
-from compare import REPO_ROOT, Server  # noqa: E402
+from compare import REPO_ROOT, Server, populate  # noqa: E402
 import slow_readers  # noqa: E402
 
 RECOVERED = re.compile(
@@ -106,13 +106,7 @@ def main() -> int:
         server = RestartableServer(opts.server, Path(tmp), opts)
         server.start()
         loaded = time.monotonic()
-        subprocess.run(
-            [str(opts.loadgen), "--connect", server.hosts, "--keys", str(opts.znodes),
-             "--value-size", "100", "--progress", "never", "--workload", "getset",
-             "--reads", "100", "--sessions", "1", "--outstanding", "1", "--warmup", "0",
-             "--duration", "1"],
-            check=True, capture_output=True, timeout=1800,
-        )
+        populate(opts.loadgen, server.hosts, opts.znodes)
         print(f"loaded {opts.znodes:,} znodes in {time.monotonic() - loaded:.1f} s", flush=True)
         server.stop()
         times = []
